@@ -1,0 +1,75 @@
+# Finds Orchard's dependencies. Each missing one stops configuration with one message naming
+# the Debian package and the command that installs everything.
+include_guard(GLOBAL)
+find_package(PkgConfig QUIET)
+
+set(_ORCHARD_INSTALL_HINT "Install all dependencies with: sudo ${CMAKE_CURRENT_LIST_DIR}/../deploy/install-deps.sh")
+
+macro(orchard_missing what package)
+  message(FATAL_ERROR
+    "Orchard: ${what} not found (Debian package: ${package}).\n"
+    "  Install it with: sudo apt-get install ${package}\n"
+    "  or ${_ORCHARD_INSTALL_HINT}")
+endmacro()
+
+macro(orchard_find_package name package)
+  find_package(${name} ${ARGN} QUIET)
+  if(NOT ${name}_FOUND)
+    orchard_missing(${name} ${package})
+  endif()
+endmacro()
+
+macro(orchard_pkg_check target module package)
+  if(NOT PKG_CONFIG_FOUND)
+    orchard_missing(pkg-config pkg-config)
+  endif()
+  pkg_check_modules(${target} QUIET IMPORTED_TARGET ${module})
+  if(NOT ${target}_FOUND)
+    orchard_missing(${module} ${package})
+  endif()
+endmacro()
+
+find_package(Threads REQUIRED)
+orchard_find_package(Protobuf protobuf-compiler)
+if(NOT Protobuf_PROTOC_EXECUTABLE)
+  orchard_missing(protoc protobuf-compiler)
+endif()
+orchard_pkg_check(ZMQ libzmq libzmq3-dev)
+orchard_find_package(cppzmq cppzmq-dev)
+orchard_pkg_check(HIREDIS hiredis libhiredis-dev)
+orchard_find_package(spdlog libspdlog-dev)
+orchard_find_package(yaml-cpp libyaml-cpp-dev)
+orchard_find_package(CLI11 libcli11-dev)
+orchard_find_package(Boost libboost-dev 1.74)
+orchard_find_package(nlohmann_json nlohmann-json3-dev)
+
+# LibTorch is needed by the learner and actors only.
+orchard_find_package(Torch libtorch-dev)
+set(ORCHARD_WITH_CUDA OFF)
+if(ORCHARD_CUDA STREQUAL "ON" OR ORCHARD_CUDA STREQUAL "AUTO")
+  if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES)
+    set(ORCHARD_WITH_CUDA ON)
+  elseif(ORCHARD_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "Orchard: ORCHARD_CUDA=ON but the LibTorch found (${Torch_DIR}) has no CUDA support")
+  endif()
+elseif(NOT ORCHARD_CUDA STREQUAL "OFF")
+  message(FATAL_ERROR "Orchard: ORCHARD_CUDA must be AUTO, ON or OFF (got '${ORCHARD_CUDA}')")
+endif()
+if(ORCHARD_WITH_CUDA)
+  set(ORCHARD_WITH_CUDA_BOOL true)
+else()
+  set(ORCHARD_WITH_CUDA_BOOL false)
+endif()
+message(STATUS "Orchard: LibTorch ${Torch_VERSION}, CUDA ${ORCHARD_WITH_CUDA}")
+
+if(ORCHARD_BUILD_TESTS)
+  orchard_find_package(GTest libgtest-dev)
+endif()
+if(ORCHARD_BUILD_BENCH)
+  orchard_find_package(benchmark libbenchmark-dev)
+endif()
+
+find_program(ORCHARD_REDIS_SERVER redis-server)
+if(NOT ORCHARD_REDIS_SERVER)
+  message(WARNING "Orchard: redis-server not found (Debian package redis-server); Redis tests and the embedded default need it. ${_ORCHARD_INSTALL_HINT}")
+endif()

@@ -1,0 +1,17 @@
+// Small socket utilities shared by servers, the orchestrator and tests.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace orchard::core {
+
+// Returns a TCP port on 127.0.0.1 that was free when asked: the kernel picks it (bind to port 0),
+// the socket is closed, and the port is returned. A caller that then binds it can still race
+// another process; callers retry on EADDRINUSE.
+uint16_t free_loopback_port();
+
+// True when something accepts TCP connections on host:port within timeout_ms.
+bool tcp_port_open(const std::string& host, uint16_t port, int timeout_ms);
+
+}  // namespace orchard::core

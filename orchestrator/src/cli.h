@@ -1,0 +1,12 @@
+// Subcommands of the `orchard` CLI, each in its own file. Each returns the process exit code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace orchard::cli {
+
+// `orchard selfcheck`: an end-to-end check of the runtime (embedded Redis, ZeroMQ framing,
+// tensor codec, flow control, metrics) between two real processes.
+void add_selfcheck(CLI::App& app, int* exit_code);
+
+}  // namespace orchard::cli

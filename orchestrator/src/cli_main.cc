@@ -1,0 +1,67 @@
+// The `orchard` command-line interface.
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "cli.h"
+#include "orchard/core/error.h"
+#include "orchard/core/version.h"
+#include "orchard/orchestrator/doctor.h"
+#include "orchard/orchestrator/process.h"
+
+namespace {
+
+std::string version_line() {
+  return std::string("orchard ") + orchard::core::orchard_version() + " (" + orchard::core::orchard_git_commit() +
+         ", protocol " + std::to_string(orchard::core::kProtocolVersion) + ")";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Orchard: distributed actor-learner reinforcement learning", "orchard"};
+  app.require_subcommand(0, 1);
+  app.set_version_flag("--version", version_line());
+  int exit_code = 0;
+
+  auto* help = app.add_subcommand("help", "Show this help");
+  help->callback([&] { std::cout << app.help(); });
+
+  auto* version = app.add_subcommand("version", "Print the version");
+  version->callback([] { std::cout << version_line() << "\n"; });
+
+  bool doctor_json = false;
+  auto* doctor = app.add_subcommand("doctor", "Check the installation: libraries, BLAS, threads, CUDA, Redis");
+  doctor->add_flag("--json", doctor_json, "Print the report as JSON");
+  doctor->callback([&] {
+    auto report = orchard::orchestrator::run_doctor(orchard::orchestrator::self_dir());
+    std::cout << (doctor_json ? orchard::orchestrator::format_json(report) + "\n"
+                              : orchard::orchestrator::format_text(report));
+    exit_code = report.healthy() ? 0 : 1;
+  });
+
+  orchard::cli::add_selfcheck(app, &exit_code);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "orchard: " << e.what() << " (run 'orchard help')\n";
+    return 2;
+  } catch (const orchard::Error& e) {
+    std::cerr << "orchard: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "orchard: internal error: " << e.what() << "\n";
+    return 1;
+  }
+  if (app.get_subcommands().empty()) {
+    std::cout << app.help();
+  }
+  return exit_code;
+}

@@ -1,0 +1,117 @@
+#include "orchard/orchestrator/process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+
+#include "orchard/core/clock.h"
+
+namespace orchard::orchestrator {
+
+std::string find_on_path(const std::string& name) {
+  if (name.find('/') != std::string::npos) return ::access(name.c_str(), X_OK) == 0 ? name : "";
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  dirs += ":/usr/sbin:/sbin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string candidate = dirs.substr(start, end - start) + "/" + name;
+    struct stat st;
+    if (end > start && ::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        ::access(candidate.c_str(), X_OK) == 0) {
+      return candidate;
+    }
+    start = end + 1;
+  }
+  return "";
+}
+
+std::string self_dir() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return ".";
+  std::string p(buf, static_cast<size_t>(n));
+  auto slash = p.rfind('/');
+  return slash == std::string::npos ? "." : p.substr(0, slash);
+}
+
+CommandResult run_command(const std::vector<std::string>& argv, int timeout_ms, bool merge_stderr,
+                          size_t max_output) {
+  CommandResult result;
+  if (argv.empty()) return result;
+  std::string exe = find_on_path(argv[0]);
+  if (exe.empty()) {
+    result.output = argv[0] + ": not found";
+    return result;
+  }
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
+    result.output = std::string("pipe: ") + std::strerror(errno);
+    return result;
+  }
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    result.output = std::string("fork: ") + std::strerror(errno);
+    ::close(pipefd[0]);
+    ::close(pipefd[1]);
+    return result;
+  }
+  if (pid == 0) {
+    ::dup2(pipefd[1], STDOUT_FILENO);
+    if (merge_stderr) {
+      ::dup2(pipefd[1], STDERR_FILENO);
+    } else {
+      int devnull = ::open("/dev/null", O_WRONLY);
+      if (devnull >= 0) ::dup2(devnull, STDERR_FILENO);
+    }
+    ::execv(exe.c_str(), args.data());
+    _exit(127);
+  }
+  ::close(pipefd[1]);
+  auto deadline = core::Deadline::after_ms(timeout_ms);
+  bool timed_out = false;
+  char buf[4096];
+  for (;;) {
+    pollfd p{pipefd[0], POLLIN, 0};
+    int rc = ::poll(&p, 1, deadline.remaining_ms());
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc == 0) {
+      timed_out = true;
+      break;
+    }
+    ssize_t n = ::read(pipefd[0], buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (result.output.size() < max_output) {
+      result.output.append(buf, std::min(static_cast<size_t>(n), max_output - result.output.size()));
+    }
+  }
+  ::close(pipefd[0]);
+  if (timed_out) ::kill(pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out) {
+    result.exit_code = 124;
+  } else if (WIFEXITED(status)) {
+    result.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    result.exit_code = 128 + WTERMSIG(status);
+  }
+  return result;
+}
+
+}  // namespace orchard::orchestrator
