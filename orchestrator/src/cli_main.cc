@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
   int exit_code = 0;
 
   auto* help = app.add_subcommand("help", "Show this help");
-  help->callback([&] { std::cout << app.help(); });
+  std::string top_help;  // rendered after every subcommand is added, before parsing
+  help->callback([&] { std::cout << top_help; });
 
   auto* version = app.add_subcommand("version", "Print the version");
   version->callback([] { std::cout << version_line() << "\n"; });
@@ -43,6 +44,7 @@ int main(int argc, char** argv) {
   });
 
   orchard::cli::add_selfcheck(app, &exit_code);
+  top_help = app.help();
 
   try {
     app.parse(argc, argv);
@@ -61,7 +63,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (app.get_subcommands().empty()) {
-    std::cout << app.help();
+    std::cout << top_help;
   }
   return exit_code;
 }

@@ -1,4 +1,4 @@
-#include "support/redis_server.h"
+#include "orchard/orchestrator/embedded_redis.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -20,7 +20,7 @@
 #include "orchard/core/error.h"
 #include "orchard/core/net.h"
 
-namespace orchard::testing {
+namespace orchard::orchestrator {
 namespace {
 
 constexpr int kStartAttempts = 5;
@@ -48,7 +48,7 @@ std::string find_redis_server() {
     if (executable(candidate)) return candidate;
   }
   throw Error(
-      "RedisServer: redis-server not found on PATH or at /usr/bin/redis-server; install it "
+      "embedded redis: redis-server not found on PATH or at /usr/bin/redis-server; install it "
       "(apt-get install redis-server)");
 }
 
@@ -57,7 +57,7 @@ std::string make_temp_dir() {
   std::vector<char> templ(base.begin(), base.end());
   templ.push_back('\0');
   if (::mkdtemp(templ.data()) == nullptr) {
-    throw Error("RedisServer: mkdtemp " + base + ": " + std::strerror(errno));
+    throw Error("embedded redis: mkdtemp " + base + ": " + std::strerror(errno));
   }
   return templ.data();
 }
@@ -79,38 +79,46 @@ bool log_contains_since(const std::string& path, uintmax_t offset, const char* n
 
 }  // namespace
 
-RedisServer::RedisServer(std::string password)
-    : binary_(find_redis_server()), password_(std::move(password)) {
-  dir_ = make_temp_dir();
+EmbeddedRedis::EmbeddedRedis(EmbeddedRedisOptions options)
+    : binary_(find_redis_server()), password_(std::move(options.password)), persist_(options.persist) {
+  if (options.data_dir.empty()) {
+    dir_ = make_temp_dir();
+    owns_dir_ = true;
+  } else {
+    dir_ = options.data_dir;
+    std::error_code ec;
+    std::filesystem::create_directories(dir_, ec);
+    if (ec) throw Error("embedded redis: cannot create data dir " + dir_ + ": " + ec.message());
+  }
   log_path_ = dir_ + "/redis.log";
   std::string why;
   for (int attempt = 0; attempt < kStartAttempts; ++attempt) {
-    port_ = core::free_loopback_port();
+    port_ = options.port ? options.port : core::free_loopback_port();
     bool exited = false;
     why = launch(exited);
     if (why.empty()) return;
-    if (!exited) break;  // hung rather than lost a port race; a new port will not help
+    if (!exited || options.port) break;  // hung, or a fixed port: a new port will not help
   }
-  std::string message = "RedisServer: " + why + "; log " + log_path_ + ":\n" + log_tail();
+  std::string message = "embedded redis: " + why + "; log " + log_path_ + ":\n" + log_tail();
   std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
+  if (owns_dir_) std::filesystem::remove_all(dir_, ec);
   throw Error(message);
 }
 
-RedisServer::~RedisServer() {
+EmbeddedRedis::~EmbeddedRedis() {
   stop();
   std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
+  if (owns_dir_) std::filesystem::remove_all(dir_, ec);
 }
 
-void RedisServer::start() {
+void EmbeddedRedis::start() {
   if (running()) return;
   bool exited = false;
   std::string why = launch(exited);
-  if (!why.empty()) throw Error("RedisServer: " + why + "; log " + log_path_ + ":\n" + log_tail());
+  if (!why.empty()) throw Error("embedded redis: " + why + "; log " + log_path_ + ":\n" + log_tail());
 }
 
-std::string RedisServer::launch(bool& exited) {
+std::string EmbeddedRedis::launch(bool& exited) {
   exited = false;
   const std::string port = std::to_string(port_);
   // Loopback only, no persistence, in the foreground, logging to stdout (the log file).
@@ -119,7 +127,7 @@ std::string RedisServer::launch(bool& exited) {
                                    "--port", port,
                                    "--bind", "127.0.0.1",
                                    "--save", "",
-                                   "--appendonly", "no",
+                                   "--appendonly", persist_ ? "yes" : "no",
                                    "--daemonize", "no",
                                    "--dir", dir_,
                                    "--logfile", ""};
@@ -176,7 +184,7 @@ std::string RedisServer::launch(bool& exited) {
          std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kReadyTimeout).count()) + " s";
 }
 
-void RedisServer::stop() {
+void EmbeddedRedis::stop() {
   if (pid_ <= 0) return;
   ::kill(pid_, SIGTERM);
   const auto deadline = std::chrono::steady_clock::now() + kStopTimeout;
@@ -195,16 +203,16 @@ void RedisServer::stop() {
   pid_ = -1;
 }
 
-std::string RedisServer::url() const {
+std::string EmbeddedRedis::url() const {
   std::string auth = password_.empty() ? "" : ":" + password_ + "@";
   return "redis://" + auth + "127.0.0.1:" + std::to_string(port_) + "/0";
 }
 
-std::string RedisServer::log_tail(size_t max_bytes) const {
+std::string EmbeddedRedis::log_tail(size_t max_bytes) const {
   std::ifstream in(log_path_, std::ios::binary);
   if (!in) return "(no log)";
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   return text.size() > max_bytes ? text.substr(text.size() - max_bytes) : text;
 }
 
-}  // namespace orchard::testing
+}  // namespace orchard::orchestrator
