@@ -28,18 +28,6 @@ constexpr DTypeInfo kDTypes[] = {
 
 }  // namespace
 
-size_t dtype_size(DType dtype) {
-  for (const auto& d : kDTypes)
-    if (d.dtype == dtype) return d.size;
-  return 0;
-}
-
-const char* dtype_name(DType dtype) {
-  for (const auto& d : kDTypes)
-    if (d.dtype == dtype) return d.name;
-  return "invalid";
-}
-
 bool dtype_valid(int raw) { return raw >= 1 && raw <= 10; }
 
 bool parse_dtype(std::string_view name, DType* out) {

@@ -107,14 +107,21 @@ RecvStatus recv_message(zmq::socket_t& socket, Message* out, RecvError* error, i
   out->envelope.Clear();
   *error = RecvError{};
 
-  if (timeout_ms != 0) {
-    zmq::pollitem_t item{static_cast<void*>(socket), 0, ZMQ_POLLIN, 0};
-    int rc = zmq::poll(&item, 1, std::chrono::milliseconds(timeout_ms));
-    if (rc == 0 || !(item.revents & ZMQ_POLLIN)) return RecvStatus::kTimeout;
-  }
+  // A signal (e.g. SIGINT asking for shutdown) interrupts the wait with EINTR: report a timeout
+  // so the caller's loop can look at its shutdown flag.
   zmq::message_t first;
-  auto got = socket.recv(first, timeout_ms == 0 ? zmq::recv_flags::dontwait : zmq::recv_flags::none);
-  if (!got) return RecvStatus::kTimeout;
+  try {
+    if (timeout_ms != 0) {
+      zmq::pollitem_t item{static_cast<void*>(socket), 0, ZMQ_POLLIN, 0};
+      int rc = zmq::poll(&item, 1, std::chrono::milliseconds(timeout_ms));
+      if (rc == 0 || !(item.revents & ZMQ_POLLIN)) return RecvStatus::kTimeout;
+    }
+    auto got = socket.recv(first, timeout_ms == 0 ? zmq::recv_flags::dontwait : zmq::recv_flags::none);
+    if (!got) return RecvStatus::kTimeout;
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) return RecvStatus::kTimeout;
+    throw;
+  }
 
   auto reject = [&](v1::ErrorCode code, std::string message) {
     drain(socket);
@@ -200,10 +207,19 @@ bool send_message(zmq::socket_t& socket, MessageBuilder& message, const std::vec
   bool first = true;
   auto send_part = [&](zmq::message_t& part, bool last) {
     auto flags = last ? zmq::send_flags::none : zmq::send_flags::sndmore;
-    auto sent = socket.send(part, flags);
-    if (!sent && first) return false;  // would block before anything went out
-    first = false;
-    return true;
+    for (;;) {
+      try {
+        auto sent = socket.send(part, flags);
+        if (!sent && first) return false;  // would block before anything went out
+        first = false;
+        return true;
+      } catch (const zmq::error_t& e) {
+        // Interrupted by a signal: before the first part nothing was sent, so report it like a
+        // timeout; later parts must follow the ones already queued, so retry.
+        if (e.num() != EINTR) throw;
+        if (first) return false;
+      }
+    }
   };
   if (routing) {
     for (const auto& r : *routing) {

@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
     exit_code = report.healthy() ? 0 : 1;
   });
 
+  orchard::cli::add_env(app, &exit_code);
   orchard::cli::add_selfcheck(app, &exit_code);
   top_help = app.help();
 

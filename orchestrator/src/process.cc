@@ -12,7 +12,12 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <sys/prctl.h>
+
+#include <thread>
+
 #include "orchard/core/clock.h"
+#include "orchard/core/error.h"
 
 namespace orchard::orchestrator {
 
@@ -43,6 +48,67 @@ std::string self_dir() {
   std::string p(buf, static_cast<size_t>(n));
   auto slash = p.rfind('/');
   return slash == std::string::npos ? "." : p.substr(0, slash);
+}
+
+pid_t spawn_process(const std::vector<std::string>& argv, const SpawnOptions& options) {
+  if (argv.empty()) throw Error("spawn_process: empty command");
+  std::string exe = argv[0].find('/') != std::string::npos ? argv[0] : find_on_path(argv[0]);
+  if (exe.empty() || ::access(exe.c_str(), X_OK) != 0) throw Error(argv[0] + ": program not found or not executable");
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
+  ::pthread_sigmask(SIG_BLOCK, &block, &old);
+  const pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    // Child: async-signal-safe calls only until exec.
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    ::sigaction(SIGINT, &dfl, nullptr);
+    ::sigaction(SIGTERM, &dfl, nullptr);
+    ::sigaction(SIGPIPE, &dfl, nullptr);
+    if (options.parent_death_signal) {
+      ::prctl(PR_SET_PDEATHSIG, options.parent_death_signal);
+      if (::getppid() != parent) _exit(127);  // the parent already died
+    }
+    if (options.new_process_group) ::setpgid(0, 0);
+    if (!options.stdout_path.empty()) {
+      int fd = ::open(options.stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) ::dup2(fd, STDOUT_FILENO);
+    }
+    if (!options.stderr_path.empty()) {
+      int fd = ::open(options.stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) ::dup2(fd, STDERR_FILENO);
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    ::execv(exe.c_str(), args.data());
+    _exit(127);
+  }
+  int err = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) throw Error(argv[0] + ": fork failed: " + std::strerror(err));
+  return pid;
+}
+
+int wait_or_kill(pid_t pid, int timeout_ms) {
+  auto deadline = core::Deadline::after_ms(timeout_ms);
+  int status = 0;
+  for (;;) {
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return status;
+    if (r < 0 && errno != EINTR) return -1;
+    if (deadline.expired()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ::kill(pid, SIGKILL);
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  return status;
 }
 
 CommandResult run_command(const std::vector<std::string>& argv, int timeout_ms, bool merge_stderr,

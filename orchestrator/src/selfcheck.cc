@@ -223,15 +223,7 @@ int run_consumer(const SelfcheckOptions& o) {
                                    std::to_string(o.items),
                                    "--credits",
                                    std::to_string(o.credits)};
-  pid_t child = ::fork();
-  if (child < 0) throw Error("selfcheck: fork failed");
-  if (child == 0) {
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(self.c_str(), argv.data());
-    _exit(127);
-  }
+  pid_t child = orchestrator::spawn_process(args);
 
   const auto signature = table_signature();
   std::optional<core::Stopwatch> clock;  // starts at the first batch
@@ -307,8 +299,7 @@ int run_consumer(const SelfcheckOptions& o) {
   bool interrupted = core::Shutdown::requested();
   if (!child_done) {
     if (interrupted) ::kill(child, SIGTERM);
-    while (::waitpid(child, &child_status, 0) < 0 && errno == EINTR) {
-    }
+    child_status = orchestrator::wait_or_kill(child, 10'000);
   }
   double secs = clock ? std::max(clock->elapsed_s(), 1e-9) : 1e-9;
   long long actor_entries = redis.command({"XLEN", metrics_stream(run_id, "actor")}).integer;

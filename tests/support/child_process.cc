@@ -48,8 +48,9 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::vect
 }
 
 ChildProcess::~ChildProcess() {
+  // The child leads its own process group: kill whatever it left behind too.
+  if (pid_ > 0) ::kill(-pid_, SIGKILL);
   if (pid_ > 0 && !exited_) {
-    ::kill(-pid_, SIGKILL);
     ::kill(pid_, SIGKILL);
     int st;
     ::waitpid(pid_, &st, 0);
@@ -102,7 +103,8 @@ int ChildProcess::wait(int timeout_ms) {
     if (deadline.expired()) return -1;
     pump(10);
   }
-  while (out_fd_ >= 0) pump(100);  // collect what it printed last
+  // Collect what it printed last; a grandchild may hold the pipe open, so stay bounded.
+  while (out_fd_ >= 0 && !deadline.expired()) pump(std::min(100, std::max(1, deadline.remaining_ms())));
   if (WIFEXITED(status_)) return WEXITSTATUS(status_);
   if (WIFSIGNALED(status_)) return 128 + WTERMSIG(status_);
   return -1;

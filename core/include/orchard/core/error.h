@@ -32,6 +32,14 @@ class WireError : public Error {
   int code_;
 };
 
+// An environment was misused or misconfigured: unknown env or option, action outside the
+// action space, stepping a finished episode, malformed data file, or a failing plugin. The
+// message names the env (and plugin path), the field and the allowed range.
+class EnvError : public Error {
+ public:
+  using Error::Error;
+};
+
 // Redis is unreachable, refused a command, or answered with an error.
 class RedisError : public Error {
  public:

@@ -37,8 +37,32 @@ enum class DType : uint8_t {
   kBool = 10,
 };
 
-size_t dtype_size(DType dtype);
-const char* dtype_name(DType dtype);  // "float32", ...
+// Bytes per element; 0 for an invalid value.
+inline size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat64: case DType::kInt64: return 8;
+    case DType::kFloat32: case DType::kInt32: return 4;
+    case DType::kFloat16: case DType::kBFloat16: case DType::kInt16: return 2;
+    case DType::kInt8: case DType::kUInt8: case DType::kBool: return 1;
+  }
+  return 0;
+}
+// "float32", ...; "invalid" for an invalid value.
+inline const char* dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32: return "float32";
+    case DType::kFloat64: return "float64";
+    case DType::kFloat16: return "float16";
+    case DType::kBFloat16: return "bfloat16";
+    case DType::kInt8: return "int8";
+    case DType::kInt16: return "int16";
+    case DType::kInt32: return "int32";
+    case DType::kInt64: return "int64";
+    case DType::kUInt8: return "uint8";
+    case DType::kBool: return "bool";
+  }
+  return "invalid";
+}
 // Parses "float32" (also "f32", "float", "int64", "bool", ...). Returns false if unknown.
 bool parse_dtype(std::string_view name, DType* out);
 // True when `raw` is one of the DType values above.

@@ -95,14 +95,16 @@ struct RecvError {
 
 // Receives one multipart message. `routed`: the socket is a ROUTER, so identity frames come
 // first (up to the empty delimiter or the first non-identity frame). timeout_ms < 0 waits for
-// ever. On kInvalid the rest of the multipart message has been drained, so the socket stays in
-// sync. Throws zmq::error_t only for socket-level failures (closed context).
+// ever. A signal interrupting the wait (EINTR) returns kTimeout, so loops can check their
+// shutdown flag. On kInvalid the rest of the multipart message has been drained, so the socket
+// stays in sync. Throws zmq::error_t only for socket-level failures (closed context).
 RecvStatus recv_message(zmq::socket_t& socket, Message* out, RecvError* error, int timeout_ms,
                         bool routed = false, const RecvLimits& limits = {});
 
 // Sends envelope + frames (the builder's frames are consumed). Stamps the protocol version and
 // send time. `routing` (ROUTER sockets) is sent first. Returns false when the socket would block
-// past its send timeout (ZMQ_SNDTIMEO) — nothing was sent then.
+// past its send timeout (ZMQ_SNDTIMEO) or a signal interrupted it before anything was sent —
+// nothing was sent then.
 bool send_message(zmq::socket_t& socket, MessageBuilder& message,
                   const std::vector<zmq::message_t>* routing = nullptr);
 

@@ -1,6 +1,9 @@
 // Running helper programs and finding Orchard's own executables.
 #pragma once
 
+#include <signal.h>
+#include <sys/types.h>
+
 #include <string>
 #include <vector>
 
@@ -16,6 +19,23 @@ struct CommandResult {
 // timeout is killed and reported with exit code 124.
 CommandResult run_command(const std::vector<std::string>& argv, int timeout_ms, bool merge_stderr = true,
                           size_t max_output = 1 << 20);
+
+struct SpawnOptions {
+  int parent_death_signal = SIGTERM;  // delivered to the child if this process dies; 0: none
+  bool new_process_group = false;     // setpgid(0, 0) in the child
+  std::string stdout_path;            // redirect stdout (append) when set
+  std::string stderr_path;            // redirect stderr (append) when set
+};
+
+// Starts argv[0] (absolute, or searched on PATH) with fork/exec, no shell. Closes the race in
+// which a signal sent to the child between fork() and exec() would be swallowed by this
+// process's handlers: SIGINT/SIGTERM are blocked around fork, and the child restores default
+// handlers before unblocking them. Throws orchard::Error naming the program when it cannot start.
+pid_t spawn_process(const std::vector<std::string>& argv, const SpawnOptions& options = {});
+
+// Waits up to timeout_ms for `pid` to exit; then SIGKILLs it and reaps it. Returns the raw wait
+// status (or -1 if it could not be reaped).
+int wait_or_kill(pid_t pid, int timeout_ms);
 
 // Full path of `name` on PATH, or "" if absent.
 std::string find_on_path(const std::string& name);

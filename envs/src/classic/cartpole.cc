@@ -1,0 +1,62 @@
+#include "classic/cartpole.h"
+
+#include <cmath>
+#include <limits>
+
+namespace orchard::envs::classic {
+namespace {
+
+EnvSpec cartpole_spec(const EnvOptions& o) {
+  const double inf = std::numeric_limits<double>::infinity();
+  EnvSpec s;
+  s.name = "CartPole-v1";
+  // Observation bounds as Gymnasium: x and theta at twice their thresholds.
+  s.observation_space = Space::box({4}, {-2 * CartPole::kXThreshold, -inf, -2 * CartPole::kThetaThreshold, -inf},
+                                   {2 * CartPole::kXThreshold, inf, 2 * CartPole::kThetaThreshold, inf});
+  s.action_space = Space::discrete(2);
+  s.max_episode_steps = o.get_int("CartPole-v1", "max_episode_steps", 500, 1, 1'000'000'000);
+  s.reference = "Gymnasium CartPole-v1 (Barto, Sutton & Anderson 1983)";
+  return s;
+}
+
+}  // namespace
+
+CartPole::CartPole(const EnvOptions& options) : Env(cartpole_spec(options)) {}
+
+void CartPole::write_obs(void* obs) const {
+  float* o = static_cast<float*>(obs);
+  o[0] = static_cast<float>(state_.x);
+  o[1] = static_cast<float>(state_.x_dot);
+  o[2] = static_cast<float>(state_.theta);
+  o[3] = static_cast<float>(state_.theta_dot);
+}
+
+void CartPole::do_reset(std::optional<uint64_t> seed, void* obs) {
+  if (seed) rng_.seed(*seed);
+  state_ = {rng_.uniform(-0.05, 0.05), rng_.uniform(-0.05, 0.05), rng_.uniform(-0.05, 0.05),
+            rng_.uniform(-0.05, 0.05)};
+  write_obs(obs);
+}
+
+StepResult CartPole::do_step(const void* action, void* obs) {
+  int64_t a;
+  std::memcpy(&a, action, sizeof(a));
+  bool terminated = advance(state_, a);
+  write_obs(obs);
+  // Gymnasium gives reward 1 on every step, the terminating one included.
+  return {1.0f, terminated, false};
+}
+
+void CartPole::do_snapshot(std::vector<uint8_t>* out) const {
+  put_pod(out, state_);
+  put_pod(out, rng_.state());
+}
+
+bool CartPole::do_restore(const uint8_t*& in, const uint8_t* end) {
+  Rng::State rs;
+  if (!get_pod(in, end, &state_) || !get_pod(in, end, &rs)) return false;
+  rng_.set_state(rs);
+  return true;
+}
+
+}  // namespace orchard::envs::classic

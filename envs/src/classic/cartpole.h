@@ -1,0 +1,69 @@
+// CartPole-v1 with Gymnasium's exact dynamics, constants, termination and time limit.
+//
+// Reference: Gymnasium `gymnasium/envs/classic_control/cartpole.py` (v1), itself after Barto,
+// Sutton & Anderson (1983), "Neuronlike adaptive elements that can solve difficult learning
+// control problems". Reimplemented from the published equations (semi-implicit dynamics of the
+// cart-pole with explicit Euler integration, tau = 0.02 s).
+#pragma once
+
+#include "orchard/envs/env.h"
+#include "orchard/envs/rng.h"
+
+namespace orchard::envs::classic {
+
+class CartPole final : public Env {
+ public:
+  static constexpr double kGravity = 9.8;
+  static constexpr double kMassCart = 1.0;
+  static constexpr double kMassPole = 0.1;
+  static constexpr double kTotalMass = kMassCart + kMassPole;
+  static constexpr double kLength = 0.5;  // half the pole's length
+  static constexpr double kPoleMassLength = kMassPole * kLength;
+  static constexpr double kForceMag = 10.0;
+  static constexpr double kTau = 0.02;
+  static constexpr double kThetaThreshold = 12.0 * 2.0 * 3.14159265358979323846 / 360.0;
+  static constexpr double kXThreshold = 2.4;
+
+  struct State {
+    double x, x_dot, theta, theta_dot;
+  };
+
+  explicit CartPole(const EnvOptions& options);
+
+  // One step of the equations, shared with the benchmark's bare loop. Returns true if terminal.
+  static inline bool advance(State& s, int64_t action) {
+    const double force = action == 1 ? kForceMag : -kForceMag;
+    const double costheta = std::cos(s.theta);
+    const double sintheta = std::sin(s.theta);
+    const double temp = (force + kPoleMassLength * s.theta_dot * s.theta_dot * sintheta) / kTotalMass;
+    const double thetaacc =
+        (kGravity * sintheta - costheta * temp) /
+        (kLength * (4.0 / 3.0 - kMassPole * costheta * costheta / kTotalMass));
+    const double xacc = temp - kPoleMassLength * thetaacc * costheta / kTotalMass;
+    // Gymnasium's default "euler" integrator: positions use the old velocities.
+    s.x += kTau * s.x_dot;
+    s.x_dot += kTau * xacc;
+    s.theta += kTau * s.theta_dot;
+    s.theta_dot += kTau * thetaacc;
+    return s.x < -kXThreshold || s.x > kXThreshold || s.theta < -kThetaThreshold || s.theta > kThetaThreshold;
+  }
+
+  const State& state() const { return state_; }
+  void set_state(const State& s) { state_ = s; }
+  bool supports_snapshot() const override { return true; }
+
+ protected:
+  void do_reset(std::optional<uint64_t> seed, void* obs) override;
+  StepResult do_step(const void* action, void* obs) override;
+  void do_snapshot(std::vector<uint8_t>* out) const override;
+  bool do_restore(const uint8_t*& in, const uint8_t* end) override;
+
+ private:
+  void write_obs(void* obs) const;
+
+  State state_{};
+  Rng rng_;
+  // Gymnasium's steps_beyond_terminated bookkeeping is replaced by Env's "step after done" error.
+};
+
+}  // namespace orchard::envs::classic
