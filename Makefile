@@ -31,6 +31,7 @@ test: build
 
 bench: build
 	@./bench/run.sh $(BUILD_DIR)
+	@./bench/envs.sh $(BUILD_DIR)
 
 doctor: build
 	@$(BUILD_DIR)/bin/orchard doctor

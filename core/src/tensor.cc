@@ -9,19 +9,6 @@
 namespace orchard::core {
 namespace {
 
-struct DTypeInfo {
-  DType dtype;
-  const char* name;
-  size_t size;
-};
-
-constexpr DTypeInfo kDTypes[] = {
-    {DType::kFloat32, "float32", 4}, {DType::kFloat64, "float64", 8}, {DType::kFloat16, "float16", 2},
-    {DType::kBFloat16, "bfloat16", 2}, {DType::kInt8, "int8", 1},     {DType::kInt16, "int16", 2},
-    {DType::kInt32, "int32", 4},     {DType::kInt64, "int64", 8},     {DType::kUInt8, "uint8", 1},
-    {DType::kBool, "bool", 1},
-};
-
 [[noreturn]] void malformed(std::string_view name, const std::string& what) {
   throw WireError(v1::MALFORMED, "tensor '" + std::string(name) + "': " + what);
 }
@@ -29,34 +16,6 @@ constexpr DTypeInfo kDTypes[] = {
 }  // namespace
 
 bool dtype_valid(int raw) { return raw >= 1 && raw <= 10; }
-
-bool parse_dtype(std::string_view name, DType* out) {
-  struct Alias {
-    const char* alias;
-    DType dtype;
-  };
-  static constexpr Alias kAliases[] = {{"f32", DType::kFloat32}, {"float", DType::kFloat32},
-                                       {"f64", DType::kFloat64}, {"double", DType::kFloat64},
-                                       {"f16", DType::kFloat16}, {"half", DType::kFloat16},
-                                       {"bf16", DType::kBFloat16}, {"i8", DType::kInt8},
-                                       {"i16", DType::kInt16},   {"i32", DType::kInt32},
-                                       {"int", DType::kInt32},   {"i64", DType::kInt64},
-                                       {"long", DType::kInt64},  {"u8", DType::kUInt8},
-                                       {"byte", DType::kUInt8}};
-  for (const auto& d : kDTypes) {
-    if (name == d.name) {
-      *out = d.dtype;
-      return true;
-    }
-  }
-  for (const auto& a : kAliases) {
-    if (name == a.alias) {
-      *out = a.dtype;
-      return true;
-    }
-  }
-  return false;
-}
 
 Shape::Shape(std::initializer_list<int64_t> dims) {
   if (dims.size() > static_cast<size_t>(kMaxRank)) throw std::invalid_argument("shape rank exceeds kMaxRank");

@@ -249,7 +249,8 @@ std::vector<std::string> EnvRegistry::load_plugin(const std::string& path) {
   for (const orchard_env_vtable* vt : vts) {
     add(EnvEntry{vt->name, "plugin", vt->description ? vt->description : "", path,
                  {{"max_episode_steps", std::to_string(vt->max_episode_steps), "time limit applied by Orchard"}},
-                 [lib, path, vt](const EnvOptions& o) { return make_plugin_env(lib, path, vt, o); }});
+                 [lib, path, vt](const EnvOptions& o) { return make_plugin_env(lib, path, vt, o); },
+                 nullptr});
     names.push_back(vt->name);
   }
   return names;

@@ -47,6 +47,8 @@ std::unique_ptr<VectorEnv> EnvRegistry::make_vector(const std::string& name, siz
   std::vector<std::unique_ptr<Env>> envs;
   envs.reserve(num_envs);
   for (size_t i = 0; i < num_envs; ++i) envs.push_back(make(name, options));
+  const EnvEntry* e = find(name);
+  if (e->make_vector) return e->make_vector(std::move(envs), num_threads);
   return std::make_unique<VectorEnv>(std::move(envs), num_threads);
 }
 

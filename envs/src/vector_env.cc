@@ -60,31 +60,10 @@ void VectorEnv::reset(uint64_t seed) {
   }
 }
 
-void VectorEnv::step_range(size_t begin, size_t end) {
-  uint64_t finished = 0;
-  for (size_t i = begin; i < end; ++i) {
-    Env& e = *envs_[i];
-    uint8_t* obs = obs_.data() + i * obs_bytes_;
-    StepResult r = e.step_unchecked(actions_ + i * act_bytes_, obs);
-    rewards_[i] = r.reward;
-    terminated_[i] = r.terminated;
-    truncated_[i] = r.truncated;
-    running_return_[i] += r.reward;
-    ++running_length_[i];
-    if (r.terminated || r.truncated) {
-      std::memcpy(final_obs_.data() + i * obs_bytes_, obs, obs_bytes_);
-      episode_returns_[i] = running_return_[i];
-      episode_lengths_[i] = running_length_[i];
-      running_return_[i] = 0.0f;
-      running_length_[i] = 0;
-      e.reset(std::nullopt, obs);
-      ++finished;
-    }
-  }
-  // Chunks are disjoint; each writes only its own counter slot.
+size_t VectorEnv::chunk_of(size_t begin) const {
   size_t chunk = 0;
   while (chunk + 1 < chunks_.size() && chunks_[chunk].first != begin) ++chunk;
-  finished_in_chunk_[chunk] = finished;
+  return chunk;
 }
 
 void VectorEnv::step(const void* actions) {

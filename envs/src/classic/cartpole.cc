@@ -23,28 +23,11 @@ EnvSpec cartpole_spec(const EnvOptions& o) {
 
 CartPole::CartPole(const EnvOptions& options) : Env(cartpole_spec(options)) {}
 
-void CartPole::write_obs(void* obs) const {
-  float* o = static_cast<float*>(obs);
-  o[0] = static_cast<float>(state_.x);
-  o[1] = static_cast<float>(state_.x_dot);
-  o[2] = static_cast<float>(state_.theta);
-  o[3] = static_cast<float>(state_.theta_dot);
-}
-
 void CartPole::do_reset(std::optional<uint64_t> seed, void* obs) {
   if (seed) rng_.seed(*seed);
   state_ = {rng_.uniform(-0.05, 0.05), rng_.uniform(-0.05, 0.05), rng_.uniform(-0.05, 0.05),
             rng_.uniform(-0.05, 0.05)};
   write_obs(obs);
-}
-
-StepResult CartPole::do_step(const void* action, void* obs) {
-  int64_t a;
-  std::memcpy(&a, action, sizeof(a));
-  bool terminated = advance(state_, a);
-  write_obs(obs);
-  // Gymnasium gives reward 1 on every step, the terminating one included.
-  return {1.0f, terminated, false};
 }
 
 void CartPole::do_snapshot(std::vector<uint8_t>* out) const {

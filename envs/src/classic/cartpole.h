@@ -6,6 +6,9 @@
 // cart-pole with explicit Euler integration, tau = 0.02 s).
 #pragma once
 
+#include <cmath>
+#include <cstring>
+
 #include "orchard/envs/env.h"
 #include "orchard/envs/rng.h"
 
@@ -54,12 +57,26 @@ class CartPole final : public Env {
 
  protected:
   void do_reset(std::optional<uint64_t> seed, void* obs) override;
-  StepResult do_step(const void* action, void* obs) override;
+  // Inline so VectorEnv's typed step loop can inline it (CartPole is the speed reference).
+  StepResult do_step(const void* action, void* obs) override {
+    int64_t a;
+    std::memcpy(&a, action, sizeof(a));
+    const bool terminated = advance(state_, a);
+    write_obs(obs);
+    // Gymnasium gives reward 1 on every step, the terminating one included.
+    return {1.0f, terminated, false};
+  }
   void do_snapshot(std::vector<uint8_t>* out) const override;
   bool do_restore(const uint8_t*& in, const uint8_t* end) override;
 
  private:
-  void write_obs(void* obs) const;
+  void write_obs(void* obs) const {
+    float* o = static_cast<float*>(obs);
+    o[0] = static_cast<float>(state_.x);
+    o[1] = static_cast<float>(state_.x_dot);
+    o[2] = static_cast<float>(state_.theta);
+    o[3] = static_cast<float>(state_.theta_dot);
+  }
 
   State state_{};
   Rng rng_;

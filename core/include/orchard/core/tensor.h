@@ -63,8 +63,31 @@ inline const char* dtype_name(DType dtype) {
   }
   return "invalid";
 }
-// Parses "float32" (also "f32", "float", "int64", "bool", ...). Returns false if unknown.
-bool parse_dtype(std::string_view name, DType* out);
+// Parses "float32" (also "f32", "float", "double", "int64", "i64", "bool", ...). Returns false if
+// unknown.
+inline bool parse_dtype(std::string_view name, DType* out) {
+  struct Alias {
+    const char* name;
+    DType dtype;
+  };
+  static constexpr Alias kNames[] = {
+      {"float32", DType::kFloat32}, {"f32", DType::kFloat32},   {"float", DType::kFloat32},
+      {"float64", DType::kFloat64}, {"f64", DType::kFloat64},   {"double", DType::kFloat64},
+      {"float16", DType::kFloat16}, {"f16", DType::kFloat16},   {"half", DType::kFloat16},
+      {"bfloat16", DType::kBFloat16}, {"bf16", DType::kBFloat16}, {"int8", DType::kInt8},
+      {"i8", DType::kInt8},         {"int16", DType::kInt16},   {"i16", DType::kInt16},
+      {"int32", DType::kInt32},     {"i32", DType::kInt32},     {"int", DType::kInt32},
+      {"int64", DType::kInt64},     {"i64", DType::kInt64},     {"long", DType::kInt64},
+      {"uint8", DType::kUInt8},     {"u8", DType::kUInt8},      {"byte", DType::kUInt8},
+      {"bool", DType::kBool}};
+  for (const auto& a : kNames) {
+    if (name == a.name) {
+      *out = a.dtype;
+      return true;
+    }
+  }
+  return false;
+}
 // True when `raw` is one of the DType values above.
 bool dtype_valid(int raw);
 

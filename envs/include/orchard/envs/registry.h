@@ -24,6 +24,8 @@ struct EnvEntry {
   std::string source;       // "builtin" or the plugin's path
   std::vector<OptionDoc> options;
   std::function<std::unique_ptr<Env>(const EnvOptions&)> make;
+  // Optional: builds a VectorEnv from envs made by `make` (built-ins use a devirtualised one).
+  std::function<std::unique_ptr<VectorEnv>(std::vector<std::unique_ptr<Env>>, size_t)> make_vector = nullptr;
 };
 
 class EnvRegistry {
@@ -61,7 +63,10 @@ template <class E>
 void add_builtin(EnvRegistry& registry, std::string name, std::string family, std::string description,
                  std::vector<OptionDoc> options = {}) {
   registry.add(EnvEntry{std::move(name), std::move(family), std::move(description), "builtin", std::move(options),
-                        [](const EnvOptions& o) -> std::unique_ptr<Env> { return std::make_unique<E>(o); }});
+                        [](const EnvOptions& o) -> std::unique_ptr<Env> { return std::make_unique<E>(o); },
+                        [](std::vector<std::unique_ptr<Env>> envs, size_t threads) {
+                          return VectorEnv::typed<E>(std::move(envs), threads);
+                        }});
 }
 
 // Each built-in family registers its envs here (envs/src/<family>/).

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -29,6 +30,17 @@ class VectorEnv {
  public:
   // All envs must have the same spaces. Throws EnvError otherwise or when envs is empty.
   explicit VectorEnv(std::vector<std::unique_ptr<Env>> envs, size_t num_threads = 1);
+  // The same, with the step loop compiled for the concrete env type E (a `final` class): calls
+  // to E's do_step/do_reset are direct, not virtual. Every env must be an E.
+  template <class E>
+  static std::unique_ptr<VectorEnv> typed(std::vector<std::unique_ptr<Env>> envs, size_t num_threads = 1) {
+    auto v = std::make_unique<VectorEnv>(std::move(envs), num_threads);
+    for (auto& e : v->envs_) {
+      if (!dynamic_cast<E*>(e.get())) throw EnvError("VectorEnv::typed: env " + e->name() + " has another type");
+    }
+    v->step_fn_ = &VectorEnv::step_range_as<E>;
+    return v;
+  }
   virtual ~VectorEnv();
   VectorEnv(const VectorEnv&) = delete;
   VectorEnv& operator=(const VectorEnv&) = delete;
@@ -59,8 +71,39 @@ class VectorEnv {
   uint64_t episodes_finished() const { return episodes_finished_; }
 
  private:
-  void step_range(size_t begin, size_t end);
+  void step_range(size_t begin, size_t end) { (this->*step_fn_)(begin, end); }
   void worker_loop(size_t index);
+  size_t chunk_of(size_t begin) const;
+
+  // The step loop. E is the static env type: for a `final` E the compiler calls E's overrides
+  // directly (devirtualised and inlined) through step_unchecked() and reset().
+  template <class E>
+  void step_range_as(size_t begin, size_t end) {
+    uint64_t finished = 0;
+    for (size_t i = begin; i < end; ++i) {
+      E& e = static_cast<E&>(*envs_[i]);
+      uint8_t* obs = obs_.data() + i * obs_bytes_;
+      StepResult r = e.step_unchecked(actions_ + i * act_bytes_, obs);
+      rewards_[i] = r.reward;
+      terminated_[i] = r.terminated;
+      truncated_[i] = r.truncated;
+      running_return_[i] += r.reward;
+      ++running_length_[i];
+      if (r.terminated || r.truncated) {
+        std::memcpy(final_obs_.data() + i * obs_bytes_, obs, obs_bytes_);
+        episode_returns_[i] = running_return_[i];
+        episode_lengths_[i] = running_length_[i];
+        running_return_[i] = 0.0f;
+        running_length_[i] = 0;
+        e.reset(std::nullopt, obs);
+        ++finished;
+      }
+    }
+    finished_in_chunk_[chunk_of(begin)] = finished;
+  }
+
+  using StepFn = void (VectorEnv::*)(size_t, size_t);
+  StepFn step_fn_ = &VectorEnv::step_range_as<Env>;
 
   std::vector<std::unique_ptr<Env>> envs_;
   size_t obs_bytes_, act_bytes_;
