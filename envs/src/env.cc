@@ -115,6 +115,18 @@ void Env::reset(std::optional<uint64_t> seed, void* obs) {
   active_ = true;
 }
 
+void Env::reset(std::optional<uint64_t> seed, void* obs, const EnvOptions& reset_options) {
+  apply_reset_options(reset_options);
+  try {
+    reset_options.check_all_used(spec_.name + " reset");
+  } catch (const EnvError&) {
+    apply_reset_options(EnvOptions{});  // unstage
+    throw;
+  }
+  reset(seed, obs);
+  apply_reset_options(EnvOptions{});  // per-episode only
+}
+
 StepResult Env::step(const void* action, void* obs) {
   if (!active_) {
     fail(elapsed_ == 0 ? "step() before reset()"

@@ -174,3 +174,31 @@ TEST(VectorEnv, InvalidActionNamesTheEnvIndexAndStepsNothing) {
   EXPECT_EQ(v->total_steps(), 0u);
   EXPECT_EQ(v->env(0).elapsed_steps(), 0);
 }
+
+TEST(CartPole, ResetOptionsSetTheInitialStateRangeForOneEpisode) {
+  auto env = EnvRegistry::global().make("CartPole-v1");
+  float obs[4];
+  env->reset(1, obs, EnvOptions::parse({"low=0.2", "high=0.3"}));
+  for (float v : obs) {
+    EXPECT_GE(v, 0.2f);
+    EXPECT_LE(v, 0.3f);
+  }
+  env->reset(std::nullopt, obs);  // the next plain reset is back to +-0.05
+  for (float v : obs) EXPECT_LE(std::fabs(v), 0.05f);
+  try {
+    env->reset(1, obs, EnvOptions::parse({"lo=0.2"}));
+    FAIL();
+  } catch (const EnvError& e) {
+    EXPECT_STREQ(e.what(), "CartPole-v1 reset: unknown option 'lo' (allowed: high, low)");
+  }
+  try {
+    env->reset(1, obs, EnvOptions::parse({"low=0.5", "high=0.1"}));
+    FAIL();
+  } catch (const EnvError& e) {
+    EXPECT_NE(std::string(e.what()).find("is above high"), std::string::npos) << e.what();
+  }
+  // Envs without reset options reject any.
+  auto g = EnvRegistry::global().make("MinAtar-Breakout-v1");
+  std::vector<uint8_t> o(g->observation_space().nbytes());
+  EXPECT_THROW(g->reset(1, o.data(), EnvOptions::parse({"low=0"})), EnvError);
+}

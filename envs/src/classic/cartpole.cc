@@ -25,9 +25,18 @@ CartPole::CartPole(const EnvOptions& options) : Env(cartpole_spec(options)) {}
 
 void CartPole::do_reset(std::optional<uint64_t> seed, void* obs) {
   if (seed) rng_.seed(*seed);
-  state_ = {rng_.uniform(-0.05, 0.05), rng_.uniform(-0.05, 0.05), rng_.uniform(-0.05, 0.05),
-            rng_.uniform(-0.05, 0.05)};
+  state_ = {rng_.uniform(reset_low_, reset_high_), rng_.uniform(reset_low_, reset_high_),
+            rng_.uniform(reset_low_, reset_high_), rng_.uniform(reset_low_, reset_high_)};
   write_obs(obs);
+}
+
+void CartPole::apply_reset_options(const EnvOptions& options) {
+  // Like Gymnasium's maybe_parse_reset_bounds: bounds within [-1, 1], low <= high.
+  double low = options.get_double(name() + " reset", "low", -0.05, -1.0, 1.0);
+  double high = options.get_double(name() + " reset", "high", 0.05, -1.0, 1.0);
+  if (low > high) fail("reset option low=" + std::to_string(low) + " is above high=" + std::to_string(high));
+  reset_low_ = low;
+  reset_high_ = high;
 }
 
 void CartPole::do_snapshot(std::vector<uint8_t>* out) const {

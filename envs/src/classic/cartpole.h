@@ -57,6 +57,8 @@ class CartPole final : public Env {
 
  protected:
   void do_reset(std::optional<uint64_t> seed, void* obs) override;
+  // Gymnasium's reset options: the initial state is drawn from U(low, high), default +-0.05.
+  void apply_reset_options(const EnvOptions& options) override;
   // Inline so VectorEnv's typed step loop can inline it (CartPole is the speed reference).
   StepResult do_step(const void* action, void* obs) override {
     int64_t a;
@@ -80,6 +82,7 @@ class CartPole final : public Env {
 
   State state_{};
   Rng rng_;
+  double reset_low_ = -0.05, reset_high_ = 0.05;
   // Gymnasium's steps_beyond_terminated bookkeeping is replaced by Env's "step after done" error.
 };
 

@@ -90,6 +90,10 @@ class Env {
 
   // Starts an episode and writes the first observation into `obs`.
   void reset(std::optional<uint64_t> seed, void* obs);
+  // The same with Gymnasium-style per-reset options (e.g. CartPole's "low"/"high" bounds of the
+  // initial state). They apply to this episode only. Throws EnvError for an option the env does
+  // not take or a bad value; nothing is reset then.
+  void reset(std::optional<uint64_t> seed, void* obs, const EnvOptions& reset_options);
   // Validates `action` (action_space().nbytes() bytes) and advances one step. Throws EnvError
   // when no episode is running or the action is outside the action space.
   StepResult step(const void* action, void* obs);
@@ -120,6 +124,9 @@ class Env {
   EnvSpec& mutable_spec() { return spec_; }
 
   virtual void do_reset(std::optional<uint64_t> seed, void* obs) = 0;
+  // Reads per-reset options with the EnvOptions getters and stages them for the next
+  // do_reset(); called before it. The default takes none. Must not change state on error.
+  virtual void apply_reset_options(const EnvOptions& options) {}
   virtual StepResult do_step(const void* action, void* obs) = 0;
   // Appends the env's own state; the base class adds the step counter and episode flag.
   virtual void do_snapshot(std::vector<uint8_t>* out) const {}
