@@ -1,5 +1,7 @@
 #include "games/asterix.h"
 
+#include "games/minatar.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -9,14 +11,8 @@ namespace {
 constexpr const char* kName = "MinAtar-Asterix-v1";
 
 EnvSpec asterix_spec(const EnvOptions& o) {
-  EnvSpec s;
-  s.name = kName;
-  s.observation_space =
-      Space::box({Asterix::kSize, Asterix::kSize, Asterix::kChannels}, 0.0, 1.0, core::DType::kUInt8);
-  s.action_space = Space::discrete(o.get_bool(kName, "full_action_space", false) ? 6 : 5);
-  s.max_episode_steps = o.get_int(kName, "max_episode_steps", 10000, 0, 1'000'000'000);
-  s.reference = "MinAtar Asterix (Young & Tian 2019, kenjyoung/MinAtar asterix.py), minimal action set";
-  return s;
+  return minatar_spec(kName, Asterix::kChannels, 5, o,
+                      "MinAtar Asterix (Young & Tian 2019, kenjyoung/MinAtar asterix.py), minimal action set");
 }
 
 }  // namespace
@@ -120,12 +116,8 @@ StepResult Asterix::advance(uint8_t action) {
 StepResult Asterix::do_step(const void* action, void* obs) {
   int64_t a;
   std::memcpy(&a, action, sizeof(a));
-  uint8_t full = full_action_space_ ? static_cast<uint8_t>(a) : kMinimalActions[a];
-  // MinAtar's sticky actions: with probability p the previous action is repeated instead.
-  if (sticky_action_prob_ > 0.0 && rng_.uniform() < sticky_action_prob_) {
-    full = static_cast<uint8_t>(state_.last_action);
-  }
-  state_.last_action = full;
+  const uint8_t full =
+      sticky_full_action(a, full_action_space_, kMinimalActions, sticky_action_prob_, rng_, &state_.last_action);
   StepResult r = advance(full);
   write_obs(obs);
   return r;

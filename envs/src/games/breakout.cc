@@ -1,5 +1,7 @@
 #include "games/breakout.h"
 
+#include "games/minatar.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -16,14 +18,8 @@ constexpr uint8_t kReflectY[4] = {3, 2, 1, 0};  // off the top wall, a brick, or
 constexpr uint8_t kReverse[4] = {2, 3, 0, 1};   // off the paddle's edge: back the way it came
 
 EnvSpec breakout_spec(const EnvOptions& o) {
-  EnvSpec s;
-  s.name = kName;
-  s.observation_space = Space::box({Breakout::kSize, Breakout::kSize, Breakout::kChannels}, 0.0, 1.0,
-                                   core::DType::kUInt8);
-  s.action_space = Space::discrete(o.get_bool(kName, "full_action_space", false) ? 6 : 3);
-  s.max_episode_steps = o.get_int(kName, "max_episode_steps", 10000, 0, 1'000'000'000);
-  s.reference = "MinAtar Breakout (Young & Tian 2019, kenjyoung/MinAtar breakout.py), minimal action set";
-  return s;
+  return minatar_spec(kName, Breakout::kChannels, 3, o,
+                      "MinAtar Breakout (Young & Tian 2019, kenjyoung/MinAtar breakout.py), minimal action set");
 }
 
 }  // namespace
@@ -110,12 +106,8 @@ StepResult Breakout::advance(uint8_t action) {
 StepResult Breakout::do_step(const void* action, void* obs) {
   int64_t a;
   std::memcpy(&a, action, sizeof(a));
-  uint8_t full = full_action_space_ ? static_cast<uint8_t>(a) : kMinimalActions[a];
-  // MinAtar's sticky actions: with probability p the previous action is repeated instead.
-  if (sticky_action_prob_ > 0.0 && rng_.uniform() < sticky_action_prob_) {
-    full = state_.last_action;
-  }
-  state_.last_action = full;
+  const uint8_t full =
+      sticky_full_action(a, full_action_space_, kMinimalActions, sticky_action_prob_, rng_, &state_.last_action);
   StepResult r = advance(full);
   write_obs(obs);
   return r;

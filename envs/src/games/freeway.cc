@@ -1,5 +1,7 @@
 #include "games/freeway.h"
 
+#include "games/minatar.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -10,14 +12,8 @@ namespace {
 constexpr const char* kName = "MinAtar-Freeway-v1";
 
 EnvSpec freeway_spec(const EnvOptions& o) {
-  EnvSpec s;
-  s.name = kName;
-  s.observation_space =
-      Space::box({Freeway::kSize, Freeway::kSize, Freeway::kChannels}, 0.0, 1.0, core::DType::kUInt8);
-  s.action_space = Space::discrete(o.get_bool(kName, "full_action_space", false) ? 6 : 3);
-  s.max_episode_steps = o.get_int(kName, "max_episode_steps", 10000, 0, 1'000'000'000);
-  s.reference = "MinAtar Freeway (Young & Tian 2019, kenjyoung/MinAtar freeway.py), minimal action set";
-  return s;
+  return minatar_spec(kName, Freeway::kChannels, 3, o,
+                      "MinAtar Freeway (Young & Tian 2019, kenjyoung/MinAtar freeway.py), minimal action set");
 }
 
 }  // namespace
@@ -90,12 +86,8 @@ StepResult Freeway::advance(uint8_t action) {
 StepResult Freeway::do_step(const void* action, void* obs) {
   int64_t a;
   std::memcpy(&a, action, sizeof(a));
-  uint8_t full = full_action_space_ ? static_cast<uint8_t>(a) : kMinimalActions[a];
-  // MinAtar's sticky actions: with probability p the previous action is repeated instead.
-  if (sticky_action_prob_ > 0.0 && rng_.uniform() < sticky_action_prob_) {
-    full = static_cast<uint8_t>(state_.last_action);
-  }
-  state_.last_action = full;
+  const uint8_t full =
+      sticky_full_action(a, full_action_space_, kMinimalActions, sticky_action_prob_, rng_, &state_.last_action);
   StepResult r = advance(full);
   write_obs(obs);
   return r;

@@ -1,5 +1,7 @@
 #include "games/seaquest.h"
 
+#include "games/minatar.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -11,16 +13,9 @@ constexpr int kLast = Seaquest::kSize - 1;
 constexpr int kLowestRow = Seaquest::kSize - 2;  // the sub cannot enter the gauge row
 
 EnvSpec seaquest_spec(const EnvOptions& o) {
-  EnvSpec s;
-  s.name = kName;
-  s.observation_space = Space::box({Seaquest::kSize, Seaquest::kSize, Seaquest::kChannels}, 0.0, 1.0,
-                                   core::DType::kUInt8);
   // Seaquest's minimal action set is MinAtar's full set, so full_action_space changes nothing.
-  o.get_bool(kName, "full_action_space", false);
-  s.action_space = Space::discrete(Seaquest::kNumActions);
-  s.max_episode_steps = o.get_int(kName, "max_episode_steps", 10000, 0, 1'000'000'000);
-  s.reference = "MinAtar Seaquest (Young & Tian 2019, kenjyoung/MinAtar seaquest.py), sticky actions";
-  return s;
+  return minatar_spec(kName, Seaquest::kChannels, Seaquest::kNumActions, o,
+                      "MinAtar Seaquest (Young & Tian 2019, kenjyoung/MinAtar seaquest.py), sticky actions");
 }
 
 int step_of(int32_t right) { return right ? 1 : -1; }

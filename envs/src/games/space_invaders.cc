@@ -1,5 +1,7 @@
 #include "games/space_invaders.h"
 
+#include "games/minatar.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -9,15 +11,8 @@ namespace {
 constexpr const char* kName = "MinAtar-SpaceInvaders-v1";
 
 EnvSpec space_invaders_spec(const EnvOptions& o) {
-  EnvSpec s;
-  s.name = kName;
-  s.observation_space = Space::box({SpaceInvaders::kSize, SpaceInvaders::kSize, SpaceInvaders::kChannels}, 0.0,
-                                   1.0, core::DType::kUInt8);
-  s.action_space = Space::discrete(o.get_bool(kName, "full_action_space", false) ? 6 : 4);
-  s.max_episode_steps = o.get_int(kName, "max_episode_steps", 10000, 0, 1'000'000'000);
-  s.reference =
-      "MinAtar SpaceInvaders (Young & Tian 2019, kenjyoung/MinAtar space_invaders.py), minimal action set";
-  return s;
+  return minatar_spec(kName, SpaceInvaders::kChannels, 4, o,
+                      "MinAtar SpaceInvaders (Young & Tian 2019, kenjyoung/MinAtar space_invaders.py), minimal action set");
 }
 
 int count(const uint16_t (&grid)[SpaceInvaders::kSize]) {
@@ -136,12 +131,8 @@ StepResult SpaceInvaders::advance(uint8_t action) {
 StepResult SpaceInvaders::do_step(const void* action, void* obs) {
   int64_t a;
   std::memcpy(&a, action, sizeof(a));
-  uint8_t full = full_action_space_ ? static_cast<uint8_t>(a) : kMinimalActions[a];
-  // MinAtar's sticky actions: with probability p the previous action is repeated instead.
-  if (sticky_action_prob_ > 0.0 && rng_.uniform() < sticky_action_prob_) {
-    full = static_cast<uint8_t>(state_.last_action);
-  }
-  state_.last_action = full;
+  const uint8_t full =
+      sticky_full_action(a, full_action_space_, kMinimalActions, sticky_action_prob_, rng_, &state_.last_action);
   StepResult r = advance(full);
   write_obs(obs);
   return r;
