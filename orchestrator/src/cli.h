@@ -9,6 +9,9 @@ namespace orchard::cli {
 // tensor codec, flow control, metrics) between two real processes.
 void add_selfcheck(CLI::App& app, int* exit_code);
 
+// `orchard replay serve|info|checkpoint`.
+void add_replay(CLI::App& app, int* exit_code);
+
 // `orchard env list|check|rollout|bench`.
 void add_env(CLI::App& app, int* exit_code);
 
