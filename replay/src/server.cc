@@ -190,7 +190,8 @@ ServerOptions ServerOptions::parse(const core::ConfigNode& r) {
   o.keep_checkpoints = static_cast<int>(r.get_int("keep_checkpoints", o.keep_checkpoints, 1, 1000));
   o.insert_workers = static_cast<int>(r.get_int("insert_workers", o.insert_workers, 1, 64));
   o.sample_workers = static_cast<int>(r.get_int("sample_workers", o.sample_workers, 1, 64));
-  o.credits = static_cast<uint32_t>(r.get_int("credits", o.credits, 1, 4096));
+  // At most the de-duplication window, so a resend is always recognised.
+  o.credits = static_cast<uint32_t>(r.get_int("credits", o.credits, 1, 1024));
   o.default_insert_timeout_ms =
       static_cast<uint32_t>(r.get_int("insert_timeout_ms", o.default_insert_timeout_ms, 1, o.max_timeout_ms));
   o.max_batch = static_cast<uint32_t>(r.get_int("max_batch", o.max_batch, 1, 1 << 24));
