@@ -3,6 +3,7 @@
 // Scenarios (each a fresh set of shards):
 //  A. 64-byte transitions (obs float32[14] + action int64), batches of 256, one writer and one
 //     sampler (batches of 256) at the same time, one shard: inserts/s and samples/s.
+//  A2. The sampler alone on a pre-filled shard.
 //  B. 40 KiB items, batches of 16, one writer, one shard: bytes/s, against a bare ZeroMQ stream
 //     of the same frames with the same flow control (8 un-acked batches, an 8-byte ack each) to a
 //     sink thread, measured in the same run.
@@ -193,6 +194,27 @@ int main(int argc, char** argv) {
     sampler_thread.join();
     std::printf("A  64 B transitions, batches of 256, 1 writer + 1 sampler, 1 shard: %.2f M inserts/s, %.2f M samples/s\n",
                 ins / 1e6, smp / 1e6);
+  }
+  // A2. The sampler alone, on a pre-filled shard (its capacity without a writer competing for the
+  // two cores).
+  {
+    Shards shards(1, kTransitionSig, 1'000'000);
+    Transitions data;
+    run_writers(shards.endpoints, 1, 0.5, [&](replay::ReplayWriter& w) { w.append(data.cols(), 256); }, 256);
+    replay::ReplaySamplerOptions so;
+    so.endpoints = shards.endpoints;
+    so.batch_size = 256;
+    so.prefetch = 4;
+    replay::ReplaySampler sampler(so);
+    replay::SampledBatch b;
+    sampler.next(&b, 5000);  // warm up
+    core::Stopwatch clock;
+    uint64_t n = 0;
+    while (clock.elapsed_s() < seconds) {
+      if (sampler.next(&b, 1000)) n += b.size();
+    }
+    std::printf("A2 64 B transitions, batches of 256, 1 sampler alone, 1 shard: %.2f M samples/s\n",
+                static_cast<double>(n) / clock.elapsed_s() / 1e6);
   }
   // B. 40 KiB items against bare ZeroMQ.
   {

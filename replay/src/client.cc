@@ -590,6 +590,10 @@ struct ReplaySampler::Impl {
   std::vector<core::TensorSpec> signature;
   std::string signature_from;  // endpoint that reported `signature`
   std::mt19937_64 rng;
+  bool ordered = false;             // the table is fifo/lifo: one batch per round, rows in order
+  SampledBatch round;               // one round trip's items, dealt into batches
+  std::vector<SampledBatch> parts;
+  std::vector<size_t> order;
   uint64_t next_id = 1;
   std::vector<uint32_t> counts;
   std::vector<double> draw_weights;
@@ -623,21 +627,20 @@ struct ReplaySampler::Impl {
     try {
       initial_info();
       while (!stopping.load()) {
-        SampledBatch batch;
         {
           std::unique_lock<std::mutex> lock(mu);
           space_cv.wait(lock, [&] { return stopping.load() || ready.size() < options.prefetch; });
           if (stopping.load()) break;
-          if (!spare.empty()) {
-            batch = std::move(spare.back());
-            spare.pop_back();
-          }
         }
-        if (!sample_round(&batch)) break;
+        if (!sample_round(&round)) break;
+        deal(round, &parts);
         std::lock_guard<std::mutex> lock(mu);
-        stats.batches += 1;
-        stats.items += batch.size();
-        ready.push_back(std::move(batch));
+        for (auto& batch : parts) {
+          stats.batches += 1;
+          stats.items += batch.size();
+          ready.push_back(std::move(batch));
+        }
+        parts.clear();
         ready_cv.notify_all();
       }
     } catch (...) {
@@ -647,6 +650,58 @@ struct ReplaySampler::Impl {
     std::lock_guard<std::mutex> lock(mu);
     finished = true;
     ready_cv.notify_all();
+  }
+
+  // Shuffles the rows of a round and deals them into batches of options.batch_size, each with
+  // importance weights normalised over its own rows. Shuffling makes every batch an i.i.d. draw
+  // (a round's rows come grouped by shard).
+  void deal(const SampledBatch& all, std::vector<SampledBatch>* out) {
+    const size_t B = options.batch_size, rows = all.size();
+    order.resize(rows);
+    for (size_t i = 0; i < rows; ++i) order[i] = i;
+    if (!ordered) std::shuffle(order.begin(), order.end(), rng);
+    for (size_t start = 0; start < rows; start += B) {
+      const size_t n = std::min(B, rows - start);
+      SampledBatch b;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!spare.empty()) {
+          b = std::move(spare.back());
+          spare.pop_back();
+        }
+      }
+      b.keys.resize(n);
+      b.probabilities.resize(n);
+      b.times_sampled.resize(n);
+      b.shard_counts.assign(all.shard_counts.size(), 0);
+      b.shard_weights = all.shard_weights;
+      b.total_items = all.total_items;
+      b.total_weight = all.total_weight;
+      b.columns.resize(all.columns.size());
+      for (size_t c = 0; c < all.columns.size(); ++c) {
+        const auto& src = all.columns[c];
+        auto& dst = b.columns[c];
+        dst.name = src.name;
+        dst.dtype = src.dtype;
+        dst.shape = src.shape;
+        dst.shape[0] = static_cast<int64_t>(n);
+        dst.data.resize(src.data.size() / std::max<size_t>(rows, 1) * n);
+      }
+      for (size_t i = 0; i < n; ++i) {
+        const size_t r = order[start + i];
+        b.keys[i] = all.keys[r];
+        b.probabilities[i] = all.probabilities[r];
+        b.times_sampled[i] = all.times_sampled[r];
+        ++b.shard_counts[shard_of_key(all.keys[r])];
+        for (size_t c = 0; c < all.columns.size(); ++c) {
+          const size_t rb = all.columns[c].data.size() / rows;
+          std::memcpy(b.columns[c].data.data() + i * rb, all.columns[c].data.data() + r * rb, rb);
+        }
+      }
+      b.weights.resize(n);
+      importance_weights(b.probabilities.data(), n, b.total_items, options.beta, b.weights.data());
+      out->push_back(std::move(b));
+    }
   }
 
   void publish_weights() {
@@ -744,8 +799,13 @@ struct ReplaySampler::Impl {
                         "table '" + options.table + "' has signature " + describe_signature(sig) + " here but " +
                             describe_signature(signature) + " on " + signature_from);
     }
+    // Order matters for fifo/lifo tables (queues), and a round must not wait for more items than
+    // one batch there: deal batches only from uniform/prioritized tables.
+    ordered = t.sampler() == "fifo" || t.sampler() == "lifo";
     set_weight(sh, t.priority_mass(), t.size());
   }
+
+  uint32_t per_request() const { return ordered ? 1 : options.batches_per_request; }
 
   void set_weight(Shard& sh, double weight, uint64_t size) {
     if (!std::isfinite(weight) || weight < 0) {
@@ -860,7 +920,7 @@ struct ReplaySampler::Impl {
       if (total > 0) break;
       wait_and_handle(kPollSliceMs);
     }
-    split_across_shards(draw_weights, options.batch_size, rng, &counts);
+    split_across_shards(draw_weights, options.batch_size * per_request(), rng, &counts);
     for (size_t s = 0; s < shards.size(); ++s) shards[s].wanted = counts[s];
 
     // Collect. A shard answering DEADLINE_EXCEEDED is asked again (its weight says it has
@@ -916,7 +976,7 @@ struct ReplaySampler::Impl {
 
   void assemble(SampledBatch* out) {
     const size_t S = shards.size();
-    const uint32_t B = options.batch_size;
+    const uint32_t B = options.batch_size * per_request();
     // Each shard's weight for this batch: the one its (last) reply reported, else the latest.
     out->shard_weights.assign(S, 0.0);
     out->shard_counts.assign(S, 0);
@@ -999,6 +1059,10 @@ ReplaySampler::ReplaySampler(ReplaySamplerOptions options) : impl_(std::make_uni
   if (o.endpoints.size() > kMaxShards) throw invalid_option("sampler: more than 65536 shards");
   if (o.batch_size == 0) throw invalid_option("sampler: batch_size must be >= 1");
   if (o.prefetch == 0) throw invalid_option("sampler: prefetch must be >= 1");
+  if (o.batches_per_request == 0) throw invalid_option("sampler: batches_per_request must be >= 1");
+  if (static_cast<uint64_t>(o.batch_size) * o.batches_per_request > 65536) {
+    throw invalid_option("sampler: batch_size * batches_per_request must be <= 65536 (a shard's max_batch)");
+  }
   if (o.table.empty()) throw invalid_option("sampler: no table name");
   if (!(o.beta >= 0) || !std::isfinite(o.beta)) throw invalid_option("sampler: beta must be finite and >= 0");
   if (o.info_refresh_ms <= 0 || o.reply_grace_ms <= 0) {

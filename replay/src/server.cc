@@ -476,14 +476,14 @@ struct ShardServer::Impl {
                              std::to_string(opts.max_batch) + "]");
     }
     const bool prioritized = t->options().sampler == Sampler::kPrioritized;
-    uint64_t size_before = prioritized ? 0 : t->stats().size;
+    uint64_t size_before = prioritized ? 0 : t->size();
     Status st = t->sample(r.batch_size(), core::Deadline::after_ms(std::min(r.timeout_ms(), opts.max_timeout_ms)), sb);
     // The table takes items one at a time as the rate limiter allows; items already taken were
     // counted (and may have been removed), so a partial batch is returned rather than lost.
     if (st == Status::kDeadlineExceeded && sb->keys.empty()) {
       return reply_error(out, m, v1::DEADLINE_EXCEEDED,
                          "table '" + r.table() + "': the rate limiter blocked the sample for " +
-                             std::to_string(r.timeout_ms()) + " ms (size " + std::to_string(t->stats().size) + ")");
+                             std::to_string(r.timeout_ms()) + " ms (size " + std::to_string(t->size()) + ")");
     }
     if (st == Status::kClosed && sb->keys.empty()) {
       return reply_error(out, m, v1::UNAVAILABLE, opts.name + " is shutting down");
@@ -594,7 +594,7 @@ struct ShardServer::Impl {
       auto* body = reply.envelope().mutable_checkpoint_reply();
       body->set_path(path);
       uint64_t items = 0;
-      for (auto& t : tables) items += t->stats().size;
+      for (auto& t : tables) items += t->size();
       body->set_items(items);
       struct stat st {};
       if (::stat(path.c_str(), &st) == 0) body->set_bytes(static_cast<uint64_t>(st.st_size));

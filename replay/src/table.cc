@@ -830,6 +830,11 @@ size_t Table::update_priorities(const uint64_t* keys, const double* priorities, 
   return m.update_slots.size();
 }
 
+uint64_t Table::size() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->store->size();
+}
+
 TableStats Table::stats() const {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> lock(m.mu);

@@ -562,14 +562,13 @@ TEST(ReplaySamplerProtocol, GlobalProbabilitiesKeysAndWeightsAcrossThreeShards) 
     EXPECT_EQ(obs->shape, (Shape{64, 2}));
     EXPECT_EQ(b.total_items, 11u);
     EXPECT_NEAR(b.total_weight, total_mass, 1e-9);
-    uint32_t prev_shard = 0;
+    std::vector<uint32_t> rows_per_shard(3, 0);
     for (size_t r = 0; r < b.size(); ++r) {
       uint64_t key = b.keys[r];
       uint32_t s = shard_of_key(key);
       uint64_t local = local_key_of(key);
       ASSERT_LT(s, 3u);
-      EXPECT_GE(s, prev_shard) << "rows are grouped by shard in shard order";
-      prev_shard = s;
+      ++rows_per_shard[s];
       // The row's columns are that item's.
       EXPECT_EQ(id->as<int64_t>()[r], static_cast<int64_t>(s * 1000 + local));
       EXPECT_FLOAT_EQ(obs->as<float>()[2 * r], static_cast<float>(s));
@@ -577,6 +576,7 @@ TEST(ReplaySamplerProtocol, GlobalProbabilitiesKeysAndWeightsAcrossThreeShards) 
       EXPECT_NEAR(b.probabilities[r], fx.tables[s].items.at(local) / total_mass, 1e-12);
       ++counts[key];
     }
+    EXPECT_EQ(rows_per_shard, b.shard_counts);
     // Importance weights: (N P_i)^-beta / max_j.
     double mx = 0;
     for (double p : b.probabilities) mx = std::max(mx, std::pow(11 * p, -0.6));

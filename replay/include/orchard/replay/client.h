@@ -183,6 +183,11 @@ struct ReplaySamplerOptions {
   std::vector<std::string> endpoints;  // every shard, in shard-index order
   std::string table = "main";
   uint32_t batch_size = 256;
+  // Each round trip fetches batches_per_request * batch_size items (drawn at once from the same
+  // shard weights, so every item's global probability stays exact), shuffles the rows and deals
+  // them into batches: round trips, not the shards, limit a sampler otherwise. Rows of a batch are
+  // in random order. fifo/lifo tables (queues) are read one batch per round, rows in order.
+  uint32_t batches_per_request = 4;
   // SampleRequest.timeout_ms: how long a shard may hold a request in its rate limiter. A request
   // answered DEADLINE_EXCEEDED is sent again (so next() simply times out while a table is below
   // min_size_to_sample).

@@ -113,7 +113,10 @@ class Table {
   // Returns the number updated. Priorities must be finite and >= 0 (validated by the caller).
   size_t update_priorities(const uint64_t* keys, const double* priorities, size_t n);
 
+  // Every counter; O(size) when min_priority has to be found by a scan (not with the
+  // lowest_priority remover). For the item count alone use size(), O(1).
   TableStats stats() const;
+  uint64_t size() const;
 
   // Wakes every blocked caller with kClosed; later calls return kClosed at once.
   void close();
