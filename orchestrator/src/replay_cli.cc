@@ -10,13 +10,11 @@
 
 #include "cli.h"
 #include "orchard/core/error.h"
-#include "orchard/core/wire.h"
+#include "orchard/replay/client.h"
 #include "orchard/orchestrator/process.h"
 
 namespace orchard::cli {
 namespace {
-
-namespace v1 = orchard::v1;
 
 struct ReplayArgs {
   std::string addr;
@@ -26,60 +24,33 @@ struct ReplayArgs {
   std::vector<std::string> serve_args;
 };
 
-// One request to one shard; throws naming the shard on timeout or an ERROR reply.
-core::Message request(const ReplayArgs& a, core::MessageBuilder& m) {
-  zmq::context_t ctx(1);
-  zmq::socket_t sock(ctx, zmq::socket_type::dealer);
-  core::SocketOptions so;
-  so.send_timeout_ms = a.timeout_ms;
-  core::apply_socket_options(sock, so);
-  sock.connect(a.addr);
-  m.envelope().set_sender("orchard-cli");
-  m.envelope().set_request_id(1);
-  if (!core::send_message(sock, m)) throw Error(a.addr + ": could not send the request");
-  core::Message reply;
-  core::RecvError err;
-  auto st = core::recv_message(sock, &reply, &err, a.timeout_ms);
-  if (st == core::RecvStatus::kTimeout) {
-    throw Error(a.addr + ": no reply within " + std::to_string(a.timeout_ms) + " ms (is orchard-replay running there?)");
-  }
-  if (st == core::RecvStatus::kInvalid) throw Error(a.addr + ": invalid reply: " + err.message);
-  if (reply.envelope.type() == v1::ERROR) throw Error(a.addr + ": " + reply.envelope.error().message());
-  return reply;
-}
-
 int replay_info(const ReplayArgs& a) {
-  core::MessageBuilder m(v1::TABLE_INFO);
-  m.envelope().mutable_table_info()->set_table(a.table);
-  core::Message r = request(a, m);
-  const auto& info = r.envelope.table_info_reply();
-  nlohmann::json out = {{"shard", info.shard()}, {"address", a.addr}, {"rejected_messages", info.rejected_messages()}};
+  replay::ShardInfo info = replay::shard_info(a.addr, a.table, a.timeout_ms);
+  nlohmann::json out = {{"shard", info.shard}, {"address", a.addr}, {"rejected_messages", info.rejected_messages}};
   out["tables"] = nlohmann::json::array();
-  for (const auto& t : info.tables()) {
+  for (const auto& t : info.tables) {
     nlohmann::json sig = nlohmann::json::array();
-    for (const auto& c : t.signature()) {
-      sig.push_back({{"name", c.name()},
-                     {"dtype", core::dtype_name(static_cast<core::DType>(c.dtype()))},
-                     {"shape", std::vector<int64_t>(c.shape().begin(), c.shape().end())}});
+    for (const auto& c : t.signature) {
+      sig.push_back({{"name", c.name}, {"dtype", core::dtype_name(c.dtype)}, {"shape", c.shape}});
     }
-    out["tables"].push_back({{"name", t.name()},
-                             {"size", t.size()},
-                             {"max_size", t.max_size()},
-                             {"inserts", t.inserts()},
-                             {"samples", t.samples()},
-                             {"evictions", t.evictions()},
-                             {"sampler", t.sampler()},
-                             {"remover", t.remover()},
-                             {"sampling_weight", t.priority_mass()},
-                             {"max_priority", t.max_priority()},
-                             {"min_priority", t.min_priority()},
+    out["tables"].push_back({{"name", t.name},
+                             {"size", t.size},
+                             {"max_size", t.max_size},
+                             {"inserts", t.inserts},
+                             {"samples", t.samples},
+                             {"evictions", t.evictions},
+                             {"sampler", t.sampler},
+                             {"remover", t.remover},
+                             {"sampling_weight", t.priority_mass},
+                             {"max_priority", t.max_priority},
+                             {"min_priority", t.min_priority},
                              {"rate_limiter",
-                              {{"min_size_to_sample", t.rate_limiter().min_size_to_sample()},
-                               {"samples_per_insert", t.rate_limiter().samples_per_insert()},
-                               {"min_diff", t.rate_limiter().min_diff()},
-                               {"max_diff", t.rate_limiter().max_diff()},
-                               {"inserts_blocked_s", t.rate_limiter().inserts_blocked_ns() * 1e-9},
-                               {"samples_blocked_s", t.rate_limiter().samples_blocked_ns() * 1e-9}}},
+                              {{"min_size_to_sample", t.min_size_to_sample},
+                               {"samples_per_insert", t.samples_per_insert},
+                               {"min_diff", t.min_diff},
+                               {"max_diff", t.max_diff},
+                               {"inserts_blocked_s", t.inserts_blocked_ns * 1e-9},
+                               {"samples_blocked_s", t.samples_blocked_ns * 1e-9}}},
                              {"signature", sig}});
   }
   std::cout << out.dump(2) << "\n";
@@ -87,11 +58,8 @@ int replay_info(const ReplayArgs& a) {
 }
 
 int replay_checkpoint(const ReplayArgs& a) {
-  core::MessageBuilder m(v1::CHECKPOINT);
-  m.envelope().mutable_checkpoint()->set_path(a.path);
-  core::Message r = request(a, m);
-  const auto& c = r.envelope.checkpoint_reply();
-  std::cout << nlohmann::json({{"path", c.path()}, {"items", c.items()}, {"bytes", c.bytes()}}).dump(2) << "\n";
+  replay::CheckpointResult c = replay::checkpoint(a.addr, a.path, a.timeout_ms);
+  std::cout << nlohmann::json({{"path", c.path}, {"items", c.items}, {"bytes", c.bytes}}).dump(2) << "\n";
   return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <cmath>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -299,4 +300,49 @@ TEST(ReplayServer, BadConfigIsAOneLineErrorBeforeServing) {
   EXPECT_EQ(q.wait(20000), 1);
   EXPECT_NE(q.output().find("replay.tables[0].signature: is required"), std::string::npos) << q.output();
   fs::remove_all(dir);
+}
+
+TEST(ReplayServer, OversizedFrameIsRefusedAndOtherClientsAreStillServed) {
+  std::string spec = std::string(kSpec);
+  spec.replace(spec.find("replay:\n"), 8, "replay:\n  max_message_mb: 1\n");
+  Shard shard(spec);
+  {
+    // A 2 MiB frame is over the 1 MiB limit: ZeroMQ drops that connection; nothing is inserted.
+    Conn big(shard.endpoint);
+    MessageBuilder m(v1::INSERT);
+    m.envelope().mutable_insert()->set_table("main");
+    m.envelope().mutable_insert()->set_num_items(131072);
+    m.add_tensor("obs", std::vector<float>(131072 * 4, 0.f), Shape{131072, 4});
+    m.add_tensor("action", std::vector<int64_t>(131072, 0), Shape{131072});
+    m.envelope().set_request_id(1);
+    ASSERT_TRUE(send_message(big.sock, m));
+    Message reply;
+    RecvError err;
+    EXPECT_EQ(recv_message(big.sock, &reply, &err, 1000), RecvStatus::kTimeout);
+  }
+  Conn c(shard.endpoint);
+  auto good = insert(1, 4);
+  ASSERT_EQ(c.request(good).envelope.type(), v1::INSERT_ACK);
+  EXPECT_EQ(table_size(c), 4u);
+}
+
+TEST(ReplayCli, InfoAndCheckpointTalkToAShardAndUnreachableIsOneLine) {
+  Shard shard;
+  {
+    Conn c(shard.endpoint);
+    auto a = insert(1, 6);
+    ASSERT_EQ(c.request(a).envelope.type(), v1::INSERT_ACK);
+  }
+  ChildProcess info({orchard_bin("orchard"), "replay", "info", "--addr", shard.endpoint});
+  ASSERT_EQ(info.wait(20000), 0) << info.output();
+  EXPECT_NE(info.output().find("\"size\": 6"), std::string::npos) << info.output();
+  EXPECT_NE(info.output().find("\"sampler\": \"uniform\""), std::string::npos) << info.output();
+  ChildProcess cp({orchard_bin("orchard"), "replay", "checkpoint", "--addr", shard.endpoint});
+  ASSERT_EQ(cp.wait(20000), 0) << cp.output();
+  EXPECT_NE(cp.output().find("\"items\": 6"), std::string::npos) << cp.output();
+  std::string dead = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+  ChildProcess none({orchard_bin("orchard"), "replay", "info", "--addr", dead, "--timeout-ms", "300"});
+  EXPECT_EQ(none.wait(20000), 1);
+  EXPECT_EQ(std::count(none.output().begin(), none.output().end(), '\n'), 1) << none.output();
+  EXPECT_NE(none.output().find(dead), std::string::npos) << none.output();
 }
