@@ -1,4 +1,6 @@
 // The `orchard` command-line interface.
+#include <unistd.h>
+
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -8,6 +10,7 @@
 #include "cli.h"
 #include "orchard/core/error.h"
 #include "orchard/core/version.h"
+#include "orchard/core/wire.h"
 #include "orchard/orchestrator/doctor.h"
 #include "orchard/orchestrator/process.h"
 
@@ -41,6 +44,21 @@ int main(int argc, char** argv) {
     std::cout << (doctor_json ? orchard::orchestrator::format_json(report) + "\n"
                               : orchard::orchestrator::format_text(report));
     exit_code = report.healthy() ? 0 : 1;
+  });
+
+  std::string keys_dir = ".", keys_name;
+  auto* keys = app.add_subcommand("keys", "Generate a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub");
+  keys->add_option("name", keys_name, "Key name, e.g. replay or actors")->required();
+  keys->add_option("--dir", keys_dir, "Directory to write into (default: current)");
+  keys->callback([&] {
+    auto pair = orchard::core::generate_curve_keypair();
+    std::string base = keys_dir + "/" + keys_name;
+    if (::access((base + ".key").c_str(), F_OK) == 0) {
+      throw orchard::Error(base + ".key already exists; remove it first (keys are never overwritten)");
+    }
+    orchard::core::save_curve_keys(base + ".key", pair);
+    orchard::core::save_curve_keys(base + ".pub", {pair.public_key, ""});
+    std::cout << "wrote " << base << ".key (keep private) and " << base << ".pub (give to peers)\n";
   });
 
   orchard::cli::add_env(app, &exit_code);

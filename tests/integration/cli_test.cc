@@ -7,6 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
+
+#include "orchard/core/wire.h"
 #include "support/child_process.h"
 
 using orchard::testing::ChildProcess;
@@ -104,4 +107,24 @@ TEST(Cli, SelfcheckStopsCleanlyOnSigint) {
   p.signal(SIGINT);
   EXPECT_EQ(p.wait(20000), 0) << p.output();
   EXPECT_NE(p.output().find("interrupted, stopped cleanly"), std::string::npos) << p.output();
+}
+
+TEST(Cli, KeysWritesALoadableCurvePairAndNeverOverwrites) {
+  std::string dir = ::testing::TempDir() + "orchard-keys-" + std::to_string(::getpid());
+  std::string mk = "mkdir -p " + dir;
+  ASSERT_EQ(std::system(mk.c_str()), 0);
+  auto r = run_orchard({"keys", "replay", "--dir", dir});
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto pair = orchard::core::load_curve_keys(dir + "/replay.key", true);
+  auto pub = orchard::core::load_curve_keys(dir + "/replay.pub", false);
+  EXPECT_EQ(pair.public_key, pub.public_key);
+  EXPECT_TRUE(pub.secret_key.empty());
+  struct stat st {};
+  ASSERT_EQ(::stat((dir + "/replay.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto again = run_orchard({"keys", "replay", "--dir", dir});
+  EXPECT_EQ(again.code, 1);
+  EXPECT_NE(again.output.find("already exists"), std::string::npos) << again.output;
+  std::string rm = "rm -rf " + dir;
+  (void)!std::system(rm.c_str());
 }

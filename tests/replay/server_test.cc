@@ -346,3 +346,52 @@ TEST(ReplayCli, InfoAndCheckpointTalkToAShardAndUnreachableIsOneLine) {
   EXPECT_EQ(std::count(none.output().begin(), none.output().end(), '\n'), 1) << none.output();
   EXPECT_NE(none.output().find(dead), std::string::npos) << none.output();
 }
+
+TEST(ReplayServer, CurveSecuredShardServesOnlyClientsThatKnowItsKey) {
+  fs::path keys = fs::temp_directory_path() / ("orchard-curve-" + std::to_string(::getpid()));
+  fs::create_directories(keys);
+  auto server_keys = generate_curve_keypair();
+  save_curve_keys((keys / "replay.key").string(), server_keys);
+  std::string spec = std::string(kSpec);
+  spec.replace(spec.find("replay:\n"), 8, "replay:\n  curve_key_file: " + (keys / "replay.key").string() + "\n");
+  Shard shard(spec);
+  auto client_keys = generate_curve_keypair();
+  {
+    Conn good(shard.endpoint);
+    good.sock.close();
+    good.sock = zmq::socket_t(good.ctx, zmq::socket_type::dealer);
+    apply_socket_options(good.sock, {});
+    make_curve_client(good.sock, client_keys, server_keys.public_key);
+    good.sock.connect(shard.endpoint);
+    auto a = insert(1, 3);
+    ASSERT_EQ(good.request(a).envelope.type(), v1::INSERT_ACK);
+  }
+  {
+    // Wrong server key: the handshake fails, nothing is delivered.
+    zmq::context_t ctx(1);
+    zmq::socket_t bad(ctx, zmq::socket_type::dealer);
+    SocketOptions o;
+    o.send_timeout_ms = 200;
+    apply_socket_options(bad, o);
+    make_curve_client(bad, client_keys, generate_curve_keypair().public_key);
+    bad.connect(shard.endpoint);
+    auto b = insert(2, 5);
+    send_message(bad, b);
+    Message reply;
+    RecvError err;
+    EXPECT_EQ(recv_message(bad, &reply, &err, 500), RecvStatus::kTimeout);
+    // Plain (unencrypted) clients are refused too.
+    Conn plain(shard.endpoint);
+    auto c = insert(3, 5);
+    send_message(plain.sock, c);
+    EXPECT_EQ(recv_message(plain.sock, &reply, &err, 500), RecvStatus::kTimeout);
+  }
+  Conn check(shard.endpoint);
+  check.sock.close();
+  check.sock = zmq::socket_t(check.ctx, zmq::socket_type::dealer);
+  apply_socket_options(check.sock, {});
+  make_curve_client(check.sock, client_keys, server_keys.public_key);
+  check.sock.connect(shard.endpoint);
+  EXPECT_EQ(table_size(check), 3u);
+  fs::remove_all(keys);
+}
