@@ -47,15 +47,11 @@ StepResult Pendulum::do_step(const void* action, void* obs) {
 }
 
 void Pendulum::do_snapshot(std::vector<uint8_t>* out) const {
-  put_pod(out, state_);
-  put_pod(out, rng_.state());
+  put_state(out, state_, rng_);
 }
 
 bool Pendulum::do_restore(const uint8_t*& in, const uint8_t* end) {
-  Rng::State rs;
-  if (!get_pod(in, end, &state_) || !get_pod(in, end, &rs)) return false;
-  rng_.set_state(rs);
-  return true;
+  return get_state(in, end, &state_, &rng_);
 }
 
 }  // namespace orchard::envs::classic

@@ -160,15 +160,11 @@ void SpaceInvaders::info(std::vector<std::pair<std::string, double>>* out) const
 }
 
 void SpaceInvaders::do_snapshot(std::vector<uint8_t>* out) const {
-  put_pod(out, state_);
-  put_pod(out, rng_.state());
+  put_state(out, state_, rng_);
 }
 
 bool SpaceInvaders::do_restore(const uint8_t*& in, const uint8_t* end) {
-  Rng::State rs;
-  if (!get_pod(in, end, &state_) || !get_pod(in, end, &rs)) return false;
-  rng_.set_state(rs);
-  return true;
+  return get_state(in, end, &state_, &rng_);
 }
 
 }  // namespace orchard::envs::games

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "orchard/core/error.h"
+#include "orchard/envs/rng.h"
 #include "orchard/envs/space.h"
 
 namespace orchard::envs {
@@ -155,6 +156,20 @@ bool get_pod(const uint8_t*& in, const uint8_t* end, T* value) {
   if (static_cast<size_t>(end - in) < sizeof(T)) return false;
   std::memcpy(value, in, sizeof(T));
   in += sizeof(T);
+  return true;
+}
+
+// The common snapshot: a trivially copyable state struct followed by the env's Rng.
+template <class State>
+void put_state(std::vector<uint8_t>* out, const State& state, const Rng& rng) {
+  put_pod(out, state);
+  put_pod(out, rng.state());
+}
+template <class State>
+bool get_state(const uint8_t*& in, const uint8_t* end, State* state, Rng* rng) {
+  Rng::State rs;
+  if (!get_pod(in, end, state) || !get_pod(in, end, &rs)) return false;
+  rng->set_state(rs);
   return true;
 }
 
