@@ -1,0 +1,41 @@
+// Policy weights on the wire: a WEIGHTS envelope (version, learner updates, model description)
+// whose tensor frames are the model's named parameters and buffers (ActorCritic::named_state(),
+// SacLearner::named_state()). Learner rank 0 publishes them; actors swap them in between batches.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "orchard/core/wire.h"
+
+namespace orchard::actors {
+
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// Builds the WEIGHTS message. Tensors are made contiguous CPU copies held by the message (sent
+// without a further copy). `model` describes the architecture (e.g. "ActorCritic obs[4] act
+// Discrete(2) hidden[64,64]") so a receiver can refuse weights for another model.
+core::MessageBuilder encode_weights(const NamedTensors& named, uint64_t version, uint64_t learner_updates,
+                                    const std::string& model);
+
+struct DecodedWeights {
+  uint64_t version = 0;
+  uint64_t learner_updates = 0;
+  std::string model;
+  NamedTensors tensors;  // CPU tensors owning copies of the frames' bytes
+};
+
+// Decodes a received WEIGHTS message. Throws orchard::WireError naming the problem when it is not
+// a WEIGHTS message, was made for another model (`expected_model`, when not empty), or holds a
+// dtype LibTorch cannot represent. Shapes and names are checked by the model's load_named_state().
+DecodedWeights decode_weights(const core::Message& message, const std::string& expected_model);
+
+// torch <-> wire dtypes; throws WireError for dtypes without a counterpart.
+core::DType to_wire_dtype(torch::ScalarType t);
+torch::ScalarType to_torch_dtype(core::DType t);
+
+}  // namespace orchard::actors
