@@ -1,6 +1,10 @@
 #include "orchard/learner/model.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -269,6 +273,40 @@ void ActorCritic::load_named_state(const std::vector<std::pair<std::string, torc
   }
   torch::NoGradGuard no_grad;
   for (auto& [name, tensor] : own) tensor.copy_(*given.at(name));
+}
+
+namespace {
+
+std::string first_line_of(const char* what) {
+  std::string s = what;
+  auto nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
+}  // namespace
+
+void save_archive_atomically(torch::serialize::OutputArchive& archive, const std::string& path,
+                             const std::string& what) {
+  const std::string tmp = path + ".tmp";
+  try {
+    archive.save_to(tmp);
+  } catch (const c10::Error& e) {
+    std::remove(tmp.c_str());
+    throw Error(what + ": cannot write: " + first_line_of(e.what()));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw Error(what + ": cannot rename " + tmp + " over it: " + std::strerror(errno));
+  }
+}
+
+void load_archive(torch::serialize::InputArchive& archive, const std::string& path, const std::string& what) {
+  if (!std::ifstream(path, std::ios::binary).good()) throw Error(what + ": cannot open the file");
+  try {
+    archive.load_from(path);
+  } catch (const std::exception& e) {  // c10::Error from the zip reader
+    throw Error(what + ": unreadable or corrupt: " + first_line_of(e.what()));
+  }
 }
 
 }  // namespace orchard::learner

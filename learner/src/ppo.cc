@@ -93,7 +93,62 @@ PpoLearner::PpoLearner(std::shared_ptr<ActorCritic> model, PpoConfig config)
       config_((check_config(config), config)),
       optimizer_(model_->parameters(), torch::optim::AdamOptions(config.learning_rate).eps(1e-5)) {}
 
+void PpoLearner::save(const std::string& path) {
+  torch::serialize::OutputArchive ar;
+  ar.write("orchard.ppo.format", torch::tensor(int64_t{1}));
+  for (const auto& [name, tensor] : model_->named_state()) ar.write("model/" + name, tensor);
+  torch::serialize::OutputArchive opt;
+  optimizer_.save(opt);
+  ar.write("optimizer", opt);
+  ar.write("updates", torch::tensor(updates_));
+  ar.write("generator", at::detail::getDefaultCPUGenerator().get_state());
+  save_archive_atomically(ar, path, "PPO checkpoint '" + path + "'");
+}
+
+void PpoLearner::load(const std::string& path) {
+  const std::string what = "PPO checkpoint '" + path + "'";
+  torch::serialize::InputArchive ar;
+  load_archive(ar, path, what);
+  std::vector<std::pair<std::string, torch::Tensor>> state, backup;
+  torch::serialize::InputArchive opt;
+  torch::Tensor format, updates, generator;
+  try {
+    ar.read("orchard.ppo.format", format);
+    if (format.item<int64_t>() != 1) throw Error(what + ": unknown format " + std::to_string(format.item<int64_t>()));
+    for (const auto& [name, tensor] : model_->named_state()) {
+      torch::Tensor t;
+      ar.read("model/" + name, t);
+      state.emplace_back(name, t);
+      backup.emplace_back(name, tensor.detach().clone());
+    }
+    ar.read("optimizer", opt);
+    ar.read("updates", updates);
+    ar.read("generator", generator);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    throw Error(what + ": not a checkpoint of this model: " + msg.substr(0, msg.find('\n')));
+  }
+  try {
+    model_->load_named_state(state);  // checks every name and shape before copying
+  } catch (const Error& e) {
+    throw Error(what + ": " + e.what());
+  }
+  try {
+    optimizer_.load(opt);
+  } catch (const std::exception& e) {
+    model_->load_named_state(backup);
+    std::string msg = e.what();
+    throw Error(what + ": optimiser state does not fit this model: " + msg.substr(0, msg.find('\n')));
+  }
+  updates_ = updates.item<int64_t>();
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  gen.set_state(generator);
+}
+
 PpoUpdateStats PpoLearner::update(const Rollout& batch, double remaining) {
+  ++updates_;
   PpoUpdateStats stats;
   const int64_t size = batch.obs.size(0);
   if (size % config_.num_minibatches != 0 || size < config_.num_minibatches) {

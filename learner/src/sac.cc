@@ -2,6 +2,8 @@
 // equations; the reference implementation is CleanRL `sac_continuous_action.py`.
 #include "orchard/learner/sac.h"
 
+#include "orchard/learner/model.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <chrono>
@@ -474,32 +476,21 @@ void SacLearner::load_named_state(const NamedTensors& state) {
 }
 
 void SacLearner::save(const std::string& path) const {
-  const std::string tmp = path + ".tmp";
-  try {
-    torch::serialize::OutputArchive ar;
-    impl_->write(ar);
-    ar.save_to(tmp);
-  } catch (const c10::Error& e) {
-    std::remove(tmp.c_str());
-    throw Error("SAC checkpoint '" + path + "': cannot write: " + first_line(e.what()));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error("SAC checkpoint '" + path + "': cannot rename " + tmp + " over it: " + std::strerror(errno));
-  }
+  torch::serialize::OutputArchive ar;
+  impl_->write(ar);
+  save_archive_atomically(ar, path, "SAC checkpoint '" + path + "'");
 }
 
 void SacLearner::load(const std::string& path) {
   const std::string what = "SAC checkpoint '" + path + "'";
-  if (!std::ifstream(path, std::ios::binary).good()) throw Error(what + ": cannot open the file");
+  torch::serialize::InputArchive ar;
+  load_archive(ar, path, what);
   auto fresh = std::make_unique<Impl>(impl_->obs_space, impl_->act_space, impl_->opt);
   try {
-    torch::serialize::InputArchive ar;
-    ar.load_from(path);
     fresh->read(ar, path);
   } catch (const Error&) {
     throw;
-  } catch (const std::exception& e) {  // c10::Error from the zip reader or the unpickler
+  } catch (const std::exception& e) {  // c10::Error from the unpickler
     throw Error(what + ": unreadable or corrupt: " + first_line(e.what()));
   }
   impl_ = std::move(fresh);

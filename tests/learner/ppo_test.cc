@@ -1,6 +1,9 @@
 // PPO on LibTorch: GAE, the loss, the distributions, named state, and learning CartPole.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -397,4 +400,74 @@ TEST_F(PpoTest, PpoSolvesCartPole) {
 }
 
 }  // namespace
+}  // namespace orchard::learner
+
+namespace orchard::learner {
+
+TEST(PpoCheckpoint, RoundTripIsBitIdenticalAndContinuesIdentically) {
+  const auto obs_space = orchard::envs::Space::box({4}, -5.0, 5.0);
+  const auto act_space = orchard::envs::Space::discrete(2);
+  torch::manual_seed(11);
+  auto model = std::make_shared<ActorCritic>(obs_space, act_space);
+  PpoLearner learner(model, PpoConfig{});
+  Rollout r;
+  r.obs = torch::randn({64, 4});
+  {
+    torch::NoGradGuard no_grad;
+    auto act = model->act(r.obs);
+    r.actions = act.action;
+    r.behaviour_logp = act.logp;
+    r.values = act.value;
+  }
+  r.advantages = torch::randn({64});
+  r.returns = torch::randn({64});
+  learner.update(r);
+  const std::string path = ::testing::TempDir() + "orchard_ppo_ckpt.pt";
+  learner.save(path);
+  const auto generator = at::detail::getDefaultCPUGenerator().get_state();
+
+  torch::manual_seed(99);  // a differently initialised learner
+  auto model2 = std::make_shared<ActorCritic>(obs_space, act_space);
+  PpoLearner learner2(model2, PpoConfig{});
+  learner2.load(path);
+  EXPECT_EQ(learner2.updates(), 1);
+  auto a = model->named_state(), b = model2->named_state();
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
+  // Same data, same generator state: the next update is identical (Adam moments restored too).
+  learner2.update(r);
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  gen.set_state(generator);
+  learner.update(r);
+  a = model->named_state();
+  b = model2->named_state();
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
+
+  // A checkpoint of another model, or a corrupt file, is refused and changes nothing.
+  auto small = std::make_shared<ActorCritic>(obs_space, act_space, ModelConfig{{32, 32}});
+  PpoLearner small_learner(small, PpoConfig{});
+  const std::string other = ::testing::TempDir() + "orchard_ppo_other.pt";
+  small_learner.save(other);
+  auto before = model2->named_state()[0].second.clone();
+  try {
+    learner2.load(other);
+    FAIL();
+  } catch (const orchard::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("PPO checkpoint '" + other + "'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("shape"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(torch::equal(model2->named_state()[0].second, before));
+  {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << "not a checkpoint";
+  }
+  try {
+    learner2.load(path);
+    FAIL();
+  } catch (const orchard::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unreadable or corrupt"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(torch::equal(model2->named_state()[0].second, before));
+  std::remove(path.c_str());
+  std::remove(other.c_str());
+}
+
 }  // namespace orchard::learner

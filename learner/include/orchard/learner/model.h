@@ -125,4 +125,11 @@ torch::Tensor categorical_entropy(const torch::Tensor& logits);
 torch::Tensor gaussian_log_prob(const torch::Tensor& mean, const torch::Tensor& log_std, const torch::Tensor& actions);
 torch::Tensor gaussian_entropy(const torch::Tensor& log_std, int64_t batch);
 
+// Checkpoint files: writes `archive` to `path` through a temp file and a rename, so a crash never
+// leaves a torn checkpoint. Throws orchard::Error starting with `what` ("SAC checkpoint 'x'").
+void save_archive_atomically(torch::serialize::OutputArchive& archive, const std::string& path,
+                             const std::string& what);
+// Reads `path` into `archive`; throws orchard::Error (`what`: cannot open / unreadable or corrupt).
+void load_archive(torch::serialize::InputArchive& archive, const std::string& path, const std::string& what);
+
 }  // namespace orchard::learner

@@ -119,6 +119,13 @@ class PpoLearner {
   // learner ranks. Default: none.
   std::function<void(torch::nn::Module&)> after_backward;
 
+  // Checkpoint: the model's parameters and buffers (observation statistics), the Adam state, the
+  // update count and torch's default CPU generator (minibatch shuffling), written atomically.
+  // load() refuses a corrupt file or another model's (naming the tensor) and then changes nothing.
+  void save(const std::string& path);
+  void load(const std::string& path);
+  int64_t updates() const { return updates_; }
+
   ActorCritic& model() { return *model_; }
   std::shared_ptr<ActorCritic> model_ptr() const { return model_; }
   torch::optim::Adam& optimizer() { return optimizer_; }
@@ -128,6 +135,7 @@ class PpoLearner {
   std::shared_ptr<ActorCritic> model_;
   PpoConfig config_;
   torch::optim::Adam optimizer_;
+  int64_t updates_ = 0;  // update() calls
 };
 
 struct PpoTrainerConfig {
