@@ -95,7 +95,8 @@ struct RecvError {
 
 // Receives one multipart message. `routed`: the socket is a ROUTER, so identity frames come
 // first (up to the empty delimiter or the first non-identity frame). timeout_ms < 0 waits for
-// ever. A signal interrupting the wait (EINTR) returns kTimeout, so loops can check their
+// ever. `out` is cleared on every call, kTimeout included: to keep the last message, receive
+// into a scratch Message and move it. A signal interrupting the wait (EINTR) returns kTimeout, so loops can check their
 // shutdown flag. On kInvalid the rest of the multipart message has been drained, so the socket
 // stays in sync. Throws zmq::error_t only for socket-level failures (closed context).
 RecvStatus recv_message(zmq::socket_t& socket, Message* out, RecvError* error, int timeout_ms,

@@ -1,0 +1,179 @@
+#include "orchard/actors/ppo_actor.h"
+
+#include <torch/torch.h>
+
+#include <cstring>
+
+#include "orchard/actors/weights.h"
+#include "orchard/envs/registry.h"
+#include "orchard/replay/assemblers.h"
+
+namespace orchard::actors {
+
+struct PpoActor::Impl {
+  PpoActorOptions opts;
+  std::unique_ptr<envs::VectorEnv> venv;
+  std::shared_ptr<learner::ActorCritic> model;
+  std::unique_ptr<replay::SequenceAssembler> assembler;
+  std::unique_ptr<replay::ReplayWriter> writer;
+  zmq::context_t ctx{1};
+  std::unique_ptr<zmq::socket_t> weights_sub;
+  PpoActorStats stats;
+  std::deque<float> returns;  // last 100 episode returns
+  int64_t obs_dim = 0;
+  size_t act_bytes = 0;
+  bool box_actions = false;
+  std::vector<float> obs_before, next_obs, logp, value;
+  std::vector<uint8_t> actions;
+  core::Message msg, incoming;
+  core::RecvError err;
+
+  // Takes the newest WEIGHTS waiting on the socket (older ones are skipped).
+  void poll_weights() {
+    if (!weights_sub) return;
+    bool got = false;
+    // recv_message clears its output on every call, so receive into a scratch message and keep
+    // the newest complete one.
+    while (core::recv_message(*weights_sub, &incoming, &err, 0) == core::RecvStatus::kOk) {
+      msg = std::move(incoming);
+      got = true;
+    }
+    if (!got) return;
+    try {
+      DecodedWeights w = decode_weights(msg, opts.model_description);
+      if (w.version <= stats.weights_version && stats.weights_version != 0) return;  // stale
+      model->load_named_state(w.tensors);
+      stats.weights_version = w.version;
+    } catch (const Error& e) {
+      ++stats.weights_refused;  // another model or shape: keep acting with the current weights
+      stats.last_refusal = e.what();
+    }
+  }
+};
+
+PpoActor::PpoActor(PpoActorOptions options) : impl_(std::make_unique<Impl>()) {
+  Impl& s = *impl_;
+  s.opts = std::move(options);
+  torch::manual_seed(s.opts.seed);
+  s.venv = envs::EnvRegistry::global().make_vector(s.opts.env, static_cast<size_t>(s.opts.num_envs), s.opts.env_options);
+  const auto& spec = s.venv->spec();
+  s.model = std::make_shared<learner::ActorCritic>(spec.observation_space, spec.action_space, s.opts.model);
+  if (spec.observation_space.dtype != core::DType::kFloat32) {
+    throw Error(spec.name + ": the PPO actor streams float32 observations; this env's are " +
+                core::dtype_name(spec.observation_space.dtype));
+  }
+  s.obs_dim = spec.observation_space.numel();
+  s.box_actions = spec.action_space.kind == envs::SpaceKind::kBox;
+  s.act_bytes = spec.action_space.nbytes();
+  replay::SequenceOptions so;
+  so.num_envs = static_cast<size_t>(s.opts.num_envs);
+  so.length = s.opts.segment_length;
+  so.layout.obs_shape = {s.obs_dim};
+  so.layout.action_dtype = s.box_actions ? core::DType::kFloat32 : core::DType::kInt64;
+  if (spec.action_space.kind != envs::SpaceKind::kDiscrete) so.layout.action_shape = {spec.action_space.numel()};
+  s.assembler = std::make_unique<replay::SequenceAssembler>(so);
+  s.writer = std::make_unique<replay::ReplayWriter>(s.opts.writer);
+  if (!s.opts.weights_endpoint.empty()) {
+    s.weights_sub = std::make_unique<zmq::socket_t>(s.ctx, zmq::socket_type::sub);
+    core::SocketOptions wo;
+    wo.recv_hwm = 4;  // latest wins: a slow actor skips old weights
+    core::apply_socket_options(*s.weights_sub, wo);
+    s.weights_sub->set(zmq::sockopt::subscribe, "");
+    s.weights_sub->connect(s.opts.weights_endpoint);
+  }
+  const size_t n = static_cast<size_t>(s.opts.num_envs);
+  s.obs_before.resize(n * static_cast<size_t>(s.obs_dim));
+  s.next_obs.resize(s.obs_before.size());
+  s.logp.resize(n);
+  s.value.resize(n);
+  s.actions.resize(n * s.act_bytes);
+  s.venv->reset(s.opts.seed);
+}
+
+PpoActor::~PpoActor() = default;
+
+void PpoActor::run(int64_t vector_steps) {
+  Impl& s = *impl_;
+  const size_t n = static_cast<size_t>(s.opts.num_envs);
+  const size_t obs_bytes = static_cast<size_t>(s.obs_dim) * sizeof(float);
+  const auto& as = s.venv->spec().action_space;
+  for (int64_t step = 0; step < vector_steps; ++step) {
+    s.poll_weights();
+    std::memcpy(s.obs_before.data(), s.venv->observations(), n * obs_bytes);
+    {
+      torch::NoGradGuard no_grad;
+      auto obs = torch::from_blob(s.obs_before.data(), {static_cast<int64_t>(n), s.obs_dim}, torch::kFloat32);
+      auto act = s.model->act(obs);
+      torch::Tensor a = act.action.contiguous();
+      if (s.box_actions) {
+        // Gaussian samples leave the Box; the env gets them clipped (CleanRL's ClipAction), the
+        // segment keeps the sampled value its log-prob belongs to.
+        a = a.to(torch::kFloat32);
+      }
+      std::memcpy(s.actions.data(), a.data_ptr(), n * s.act_bytes);
+      std::memcpy(s.logp.data(), act.logp.to(torch::kFloat32).contiguous().data_ptr<float>(), n * sizeof(float));
+      std::memcpy(s.value.data(), act.value.to(torch::kFloat32).contiguous().data_ptr<float>(), n * sizeof(float));
+    }
+    if (s.box_actions) {
+      std::vector<uint8_t> clipped(s.actions);
+      float* f = reinterpret_cast<float*>(clipped.data());
+      for (size_t i = 0; i < n; ++i)
+        for (int64_t d = 0; d < as.numel(); ++d) {
+          float& x = f[i * static_cast<size_t>(as.numel()) + static_cast<size_t>(d)];
+          x = std::min(std::max(x, static_cast<float>(as.low[static_cast<size_t>(d)])),
+                       static_cast<float>(as.high[static_cast<size_t>(d)]));
+        }
+      s.venv->step(clipped.data());
+    } else {
+      s.venv->step(s.actions.data());
+    }
+    // next_obs: the new observation, or the final one where an episode ended (auto-reset).
+    std::memcpy(s.next_obs.data(), s.venv->observations(), n * obs_bytes);
+    for (size_t i = 0; i < n; ++i) {
+      if (s.venv->terminated()[i] || s.venv->truncated()[i]) {
+        std::memcpy(s.next_obs.data() + i * static_cast<size_t>(s.obs_dim),
+                    static_cast<const uint8_t*>(s.venv->final_observations()) + i * obs_bytes, obs_bytes);
+        s.returns.push_back(s.venv->episode_returns()[i]);
+        if (s.returns.size() > 100) s.returns.pop_front();
+        ++s.stats.episodes;
+      }
+    }
+    s.assembler->push_all(s.obs_before.data(), s.actions.data(), s.venv->rewards(), s.venv->terminated(),
+                          s.venv->truncated(), s.logp.data(), s.value.data(), s.next_obs.data());
+    s.stats.env_steps += n;
+    if (s.assembler->size() > 0) {
+      s.writer->append(s.assembler->columns(), static_cast<uint32_t>(s.assembler->size()), nullptr,
+                       s.stats.weights_version);
+      s.stats.segments += s.assembler->size();
+      s.assembler->clear();
+    }
+    s.writer->poll();
+  }
+  double sum = 0;
+  for (float r : s.returns) sum += r;
+  s.stats.mean_return = s.returns.empty() ? 0 : sum / static_cast<double>(s.returns.size());
+}
+
+void PpoActor::flush(int timeout_ms) { impl_->writer->flush(timeout_ms); }
+
+const PpoActorStats& PpoActor::stats() const { return impl_->stats; }
+
+learner::ActorCritic& PpoActor::model() { return *impl_->model; }
+
+std::vector<core::TensorSpec> PpoActor::segment_signature() const {
+  const Impl& s = *impl_;
+  const int64_t T = s.opts.segment_length;
+  const auto& as = s.venv->spec().action_space;
+  std::vector<int64_t> act_shape = {T};
+  if (as.kind != envs::SpaceKind::kDiscrete) act_shape.push_back(as.numel());
+  return {{"obs", core::DType::kFloat32, {T, s.obs_dim}},
+          {"action", s.box_actions ? core::DType::kFloat32 : core::DType::kInt64, act_shape},
+          {"reward", core::DType::kFloat32, {T}},
+          {"terminated", core::DType::kBool, {T}},
+          {"truncated", core::DType::kBool, {T}},
+          {"behaviour_logp", core::DType::kFloat32, {T}},
+          {"value", core::DType::kFloat32, {T}},
+          {"bootstrap_obs", core::DType::kFloat32, {s.obs_dim}}};
+}
+
+}  // namespace orchard::actors
