@@ -5,6 +5,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <signal.h>
+
 #include <thread>
 
 #include "orchard/actors/ppo_actor.h"
@@ -106,5 +108,50 @@ TEST(PpoActor, StreamsSegmentsToARealShardAndSwapsInPublishedWeights) {
   EXPECT_EQ(actor.stats().weights_refused, 1u);
   EXPECT_EQ(actor.stats().weights_version, 5u);
   actor.flush(10000);
+  fs::remove_all(dir);
+}
+
+TEST(PpoActorProcess, FillsAShardAndStopsCleanlyOnSigterm) {
+  // The segment signature for CartPole-v1 with T = 16.
+  actors::PpoActorOptions probe_o;
+  probe_o.segment_length = 16;
+  probe_o.num_envs = 1;
+  probe_o.writer.endpoints = {"tcp://127.0.0.1:1"};  // never written to
+  actors::PpoActor probe(probe_o);
+  const std::string shard_ep = "tcp://127.0.0.1:" + std::to_string(core::free_loopback_port());
+  fs::path dir = fs::temp_directory_path() / ("orchard-actor-proc-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "spec.yaml") << "replay:\n  tables:\n    - name: segments\n      sampler: fifo\n"
+                                      "      max_size: 100000\n      signature: "
+                                   << signature_yaml(probe.segment_signature()) << "\n";
+  orchard::testing::ChildProcess shard({orchard::testing::orchard_bin("orchard-replay"), "--config",
+                                        (dir / "spec.yaml").string(), "--bind", shard_ep});
+  ASSERT_TRUE(shard.wait_for_output("ready ", 20000)) << shard.output();
+
+  // A bounded run: 4 envs x 64 steps = 16 segments.
+  orchard::testing::ChildProcess a({orchard::testing::orchard_bin("orchard-actor"), "--env", "CartPole-v1",
+                                    "--num-envs", "4", "--segment-length", "16", "--replay", shard_ep, "--table",
+                                    "segments", "--steps", "64"});
+  EXPECT_EQ(a.wait(60000), 0) << a.output();
+  EXPECT_NE(a.output().find("done: 256 env steps, 16 segments"), std::string::npos) << a.output();
+  EXPECT_EQ(replay::table_info(shard_ep, "segments", 5000)[0].size, 16u);
+
+  // An open-ended run stopped by SIGTERM flushes what it wrote and exits 0.
+  orchard::testing::ChildProcess b({orchard::testing::orchard_bin("orchard-actor"), "--env", "CartPole-v1",
+                                    "--num-envs", "4", "--segment-length", "16", "--replay", shard_ep, "--table",
+                                    "segments", "--actor-id", "1"});
+  ASSERT_TRUE(b.wait_for_output("ready", 30000)) << b.output();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  b.signal(SIGTERM);
+  EXPECT_EQ(b.wait(30000), 0) << b.output();
+  auto pos = b.output().find(" segments");
+  ASSERT_NE(pos, std::string::npos) << b.output();
+  EXPECT_GT(replay::table_info(shard_ep, "segments", 5000)[0].size, 16u);
+
+  // Bad input: an unknown env is one line naming it.
+  orchard::testing::ChildProcess c({orchard::testing::orchard_bin("orchard-actor"), "--env", "CartPol-v1",
+                                    "--replay", shard_ep});
+  EXPECT_EQ(c.wait(30000), 1);
+  EXPECT_NE(c.output().find("unknown env 'CartPol-v1'"), std::string::npos) << c.output();
   fs::remove_all(dir);
 }
