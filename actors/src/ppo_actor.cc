@@ -24,7 +24,7 @@ struct PpoActor::Impl {
   size_t act_bytes = 0;
   bool box_actions = false;
   std::vector<float> obs_before, next_obs, logp, value;
-  std::vector<uint8_t> actions;
+  std::vector<uint8_t> actions, clipped;  // clipped: Box actions as the env gets them
   core::Message msg, incoming;
   core::RecvError err;
 
@@ -87,6 +87,7 @@ PpoActor::PpoActor(PpoActorOptions options) : impl_(std::make_unique<Impl>()) {
   s.logp.resize(n);
   s.value.resize(n);
   s.actions.resize(n * s.act_bytes);
+  s.clipped.resize(s.actions.size());
   s.venv->reset(s.opts.seed);
 }
 
@@ -115,15 +116,15 @@ void PpoActor::run(int64_t vector_steps) {
       std::memcpy(s.value.data(), act.value.to(torch::kFloat32).contiguous().data_ptr<float>(), n * sizeof(float));
     }
     if (s.box_actions) {
-      std::vector<uint8_t> clipped(s.actions);
-      float* f = reinterpret_cast<float*>(clipped.data());
+      std::memcpy(s.clipped.data(), s.actions.data(), s.actions.size());
+      float* f = reinterpret_cast<float*>(s.clipped.data());
       for (size_t i = 0; i < n; ++i)
         for (int64_t d = 0; d < as.numel(); ++d) {
           float& x = f[i * static_cast<size_t>(as.numel()) + static_cast<size_t>(d)];
           x = std::min(std::max(x, static_cast<float>(as.low[static_cast<size_t>(d)])),
                        static_cast<float>(as.high[static_cast<size_t>(d)]));
         }
-      s.venv->step(clipped.data());
+      s.venv->step(s.clipped.data());
     } else {
       s.venv->step(s.actions.data());
     }

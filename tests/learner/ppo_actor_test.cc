@@ -155,3 +155,16 @@ TEST(PpoActorProcess, FillsAShardAndStopsCleanlyOnSigterm) {
   EXPECT_NE(c.output().find("unknown env 'CartPol-v1'"), std::string::npos) << c.output();
   fs::remove_all(dir);
 }
+
+TEST(PpoActor, ContinuousActionsStepTheEnvsThroughTheClipBuffer) {
+  actors::PpoActorOptions o;
+  o.env = "Pendulum-v1";
+  o.num_envs = 2;
+  o.segment_length = 1000;                      // no segment completes: nothing is written
+  o.writer.endpoints = {"tcp://127.0.0.1:1"};  // never used
+  o.model.init_log_std = 2.0;                   // wide Gaussian: samples far outside [-2, 2]
+  actors::PpoActor actor(o);
+  actor.run(20);  // the Box path: samples copied into the preallocated clip buffer and stepped
+  EXPECT_EQ(actor.stats().env_steps, 40u);
+  EXPECT_EQ(actor.stats().segments, 0u);
+}

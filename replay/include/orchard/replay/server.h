@@ -4,8 +4,8 @@
 // TABLE_INFO and UPDATE_PRIORITIES itself, and queues INSERTs (per-sender order kept: a sender
 // always goes to the same insert worker) and SAMPLEs to worker pools, so an insert blocked by the
 // rate limiter never holds up a sample and vice versa. Workers reply through an inproc socket the
-// I/O thread forwards. A checkpoint thread writes checkpoints on a timer, on request and at
-// shutdown. Nothing a peer sends can crash the shard: bad messages get an ERROR reply and are
+// I/O thread forwards. Checkpoints are written by a timer thread, by the I/O thread on a
+// CHECKPOINT request (it serves nothing else meanwhile), and at shutdown. Nothing a peer sends can crash the shard: bad messages get an ERROR reply and are
 // counted; queues are bounded (RESOURCE_EXHAUSTED beyond).
 #pragma once
 
