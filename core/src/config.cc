@@ -196,12 +196,14 @@ std::string ConfigNode::child_path(const std::string& key) const {
 }
 
 bool ConfigNode::defined() const { return node_->IsDefined() && !node_->IsNull(); }
-bool ConfigNode::is_map() const { return node_->IsMap(); }
-bool ConfigNode::is_list() const { return node_->IsSequence(); }
-bool ConfigNode::is_scalar() const { return node_->IsScalar(); }
+// A missing key of a const map is an invalid yaml-cpp node: IsDefined() is false and every type
+// query throws, so test IsDefined() first.
+bool ConfigNode::is_map() const { return node_->IsDefined() && node_->IsMap(); }
+bool ConfigNode::is_list() const { return node_->IsDefined() && node_->IsSequence(); }
+bool ConfigNode::is_scalar() const { return node_->IsDefined() && node_->IsScalar(); }
 
 bool ConfigNode::has(const std::string& key) const {
-  if (!node_->IsMap()) return false;
+  if (!is_map()) return false;
   const YAML::Node& n = *node_;
   YAML::Node c = n[key];
   return c.IsDefined() && !c.IsNull();
