@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "orchard/actors/weights.h"
+#include "orchard/core/clock.h"
 #include "orchard/envs/registry.h"
 #include "orchard/replay/assemblers.h"
 
@@ -153,6 +154,18 @@ void PpoActor::run(int64_t vector_steps) {
   double sum = 0;
   for (float r : s.returns) sum += r;
   s.stats.mean_return = s.returns.empty() ? 0 : sum / static_cast<double>(s.returns.size());
+}
+
+bool PpoActor::wait_for_weights(int timeout_ms) {
+  Impl& s = *impl_;
+  if (!s.weights_sub) return false;
+  core::Deadline deadline = core::Deadline::after_ms(timeout_ms);
+  while (s.stats.weights_version == 0 && !deadline.expired()) {
+    zmq::pollitem_t item{s.weights_sub->handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(50));
+    s.poll_weights();
+  }
+  return s.stats.weights_version > 0;
 }
 
 void PpoActor::flush(int timeout_ms) { impl_->writer->flush(timeout_ms); }

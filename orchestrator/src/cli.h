@@ -15,4 +15,7 @@ void add_replay(CLI::App& app, int* exit_code);
 // `orchard env list|check|rollout|bench`.
 void add_env(CLI::App& app, int* exit_code);
 
+// `orchard run SPEC`: a training run on this machine (shards, learner, actors), supervised.
+void add_run(CLI::App& app, int* exit_code);
+
 }  // namespace orchard::cli

@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
     std::cout << "wrote " << base << ".key (keep private) and " << base << ".pub (give to peers)\n";
   });
 
+  orchard::cli::add_run(app, &exit_code);
   orchard::cli::add_env(app, &exit_code);
   orchard::cli::add_replay(app, &exit_code);
   orchard::cli::add_selfcheck(app, &exit_code);

@@ -133,7 +133,7 @@ TEST(PpoActorProcess, FillsAShardAndStopsCleanlyOnSigterm) {
                                     "--num-envs", "4", "--segment-length", "16", "--replay", shard_ep, "--table",
                                     "segments", "--steps", "64"});
   EXPECT_EQ(a.wait(60000), 0) << a.output();
-  EXPECT_NE(a.output().find("done: 256 env steps, 16 segments"), std::string::npos) << a.output();
+  EXPECT_NE(a.output().find("done: 256 env steps, 16 items"), std::string::npos) << a.output();
   EXPECT_EQ(replay::table_info(shard_ep, "segments", 5000)[0].size, 16u);
 
   // An open-ended run stopped by SIGTERM flushes what it wrote and exits 0.
@@ -144,7 +144,7 @@ TEST(PpoActorProcess, FillsAShardAndStopsCleanlyOnSigterm) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   b.signal(SIGTERM);
   EXPECT_EQ(b.wait(30000), 0) << b.output();
-  auto pos = b.output().find(" segments");
+  auto pos = b.output().find(" items, weights");
   ASSERT_NE(pos, std::string::npos) << b.output();
   EXPECT_GT(replay::table_info(shard_ep, "segments", 5000)[0].size, 16u);
 

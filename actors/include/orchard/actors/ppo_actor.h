@@ -48,6 +48,9 @@ class PpoActor {
   // blocks when its credits are used up, so a slow shard slows the actor). Throws the writer's
   // errors (a fatal reply from the shard names the shard and the reason).
   void run(int64_t vector_steps);
+  // Takes weights from the learner until the first WEIGHTS message has been loaded or timeout_ms
+  // passed; returns whether weights were loaded (false without a weights endpoint).
+  bool wait_for_weights(int timeout_ms);
   // Waits until every written segment is acknowledged.
   void flush(int timeout_ms);
 

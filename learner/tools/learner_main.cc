@@ -1,0 +1,545 @@
+// orchard-learner: the learner process of a run. Samples experience from every replay shard
+// (ReplaySampler with prefetch), trains PPO or SAC/APT, updates priorities, publishes weights on
+// a PUB socket, evaluates the deterministic policy every E updates, writes atomic checkpoints
+// and resumes from them, reports metrics to Redis, and ends the run when the budget or the
+// target return is reached (writing <run_dir>/result.json).
+//
+//   orchard-learner --spec runs/quickstart/spec.yaml [--set key=value ...] [--rank 0]
+//
+// The spec must be resolved (endpoints, tables): `orchard run` writes such a spec. SIGINT/SIGTERM:
+// finishes the current update, writes a checkpoint, exits 0. Exit status 1: an error (message
+// on stderr names it), 0 otherwise; result.json says why the learner stopped.
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+
+#include "orchard/actors/weights.h"
+#include "orchard/core/clock.h"
+#include "orchard/core/error.h"
+#include "orchard/core/logging.h"
+#include "orchard/core/metrics.h"
+#include "orchard/core/shutdown.h"
+#include "orchard/core/wire.h"
+#include "orchard/envs/registry.h"
+#include "orchard/learner/ppo.h"
+#include "orchard/learner/sac.h"
+#include "orchard/orchestrator/run_spec.h"
+#include "orchard/replay/client.h"
+
+namespace fs = std::filesystem;
+using orchard::Error;
+using orchard::orchestrator::Algorithm;
+using orchard::orchestrator::RunSpec;
+using json = nlohmann::json;
+
+namespace {
+
+// Deterministic evaluation on separate env instances: eval_episodes envs, each runs one episode
+// from seed base + i; returns the episode returns.
+std::vector<double> evaluate(const RunSpec& spec, const std::function<torch::Tensor(const torch::Tensor&)>& policy,
+                             uint64_t seed_base) {
+  const size_t n = static_cast<size_t>(spec.learner.eval_episodes);
+  auto venv = orchard::envs::EnvRegistry::global().make_vector(spec.env.name, n,
+                                                               orchard::envs::EnvOptions::parse(spec.env.options));
+  const auto& as = venv->spec().action_space;
+  const int64_t od = spec.observation_space.numel();
+  const bool box = as.kind == orchard::envs::SpaceKind::kBox;
+  venv->reset(seed_base);
+  std::vector<double> returns(n, 0.0);
+  std::vector<bool> done(n, false);
+  size_t finished = 0;
+  std::vector<uint8_t> actions(n * as.nbytes());
+  torch::NoGradGuard no_grad;
+  while (finished < n) {
+    auto obs = torch::from_blob(const_cast<void*>(venv->observations()), {static_cast<int64_t>(n), od}, torch::kFloat32);
+    torch::Tensor a = policy(obs);
+    if (box) {
+      a = a.to(torch::kFloat32).reshape({static_cast<int64_t>(n), -1});
+      auto low = torch::tensor(std::vector<float>(as.low.begin(), as.low.end()));
+      auto high = torch::tensor(std::vector<float>(as.high.begin(), as.high.end()));
+      a = torch::max(torch::min(a, high), low).contiguous();
+    } else {
+      a = a.to(torch::kInt64).contiguous();
+    }
+    std::memcpy(actions.data(), a.data_ptr(), actions.size());
+    venv->step(actions.data());
+    for (size_t i = 0; i < n; ++i) {
+      if (done[i]) continue;
+      returns[i] += venv->rewards()[i];
+      if (venv->terminated()[i] || venv->truncated()[i]) {
+        done[i] = true;
+        ++finished;
+      }
+    }
+  }
+  return returns;
+}
+
+void write_json_atomically(const std::string& path, const json& j) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump(2) << "\n";
+    out.flush();
+    if (!out) throw Error("cannot write '" + tmp + "'");
+  }
+  fs::rename(tmp, path);
+}
+
+// Everything the two algorithms share: sampler, weights socket, evaluation bookkeeping,
+// checkpoint metadata, budget checks, metrics.
+class LearnerProcess {
+ public:
+  explicit LearnerProcess(RunSpec spec) : spec_(std::move(spec)) {
+    fs::create_directories(spec_.checkpoint_dir);
+    fs::create_directories(spec_.run_dir);
+    meta_path_ = spec_.checkpoint_dir + "/learner.json";
+    model_path_ = spec_.checkpoint_dir + "/learner.pt";
+    pub_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pub);
+    orchard::core::SocketOptions so;
+    so.send_hwm = 4;
+    orchard::core::apply_socket_options(*pub_, so);
+    try {
+      pub_->bind(spec_.weights_endpoint);
+    } catch (const zmq::error_t& e) {
+      throw Error("learner: cannot bind the weights endpoint " + spec_.weights_endpoint + ": " + e.what());
+    }
+    orchard::core::MetricsOptions mo;
+    mo.url = spec_.redis_url;
+    mo.stream = "orchard:run:" + spec_.name + ":metrics:learner";
+    metrics_ = std::make_unique<orchard::core::MetricsReporter>(mo);
+  }
+
+  // Reads learner.json when a checkpoint exists; refuses one from another run.
+  bool read_metadata() {
+    if (!fs::exists(model_path_)) return false;
+    if (!fs::exists(meta_path_))
+      throw Error("checkpoint '" + model_path_ + "' has no metadata file '" + meta_path_ +
+                  "'; refusing to resume from it (move it away to start afresh)");
+    json m;
+    try {
+      std::ifstream in(meta_path_);
+      in >> m;
+    } catch (const std::exception& e) {
+      throw Error("checkpoint metadata '" + meta_path_ + "' is unreadable: " + e.what());
+    }
+    const std::string run = m.value("run", ""), algo = m.value("algorithm", ""), env = m.value("env", "");
+    const std::string model = m.value("model", "");
+    if (run != spec_.name || algo != orchard::orchestrator::algorithm_name(spec_.algorithm) || env != spec_.env.name ||
+        model != spec_.model_description())
+      throw Error("checkpoint '" + model_path_ + "' belongs to run '" + run + "' (" + algo + " on " + env + ", " +
+                  model + "), not to this run '" + spec_.name + "' (" +
+                  orchard::orchestrator::algorithm_name(spec_.algorithm) + " on " + spec_.env.name + ", " +
+                  spec_.model_description() + "); refusing to resume from it");
+    env_steps_ = m.value("env_steps", int64_t{0});
+    previous_seconds_ = m.value("seconds", 0.0);
+    version_ = m.value("weights_version", uint64_t{0});
+    if (m.contains("eval_mean") && m["eval_mean"].is_number()) last_eval_mean_ = m["eval_mean"].get<double>();
+    if (m.contains("eval_min") && m["eval_min"].is_number()) last_eval_min_ = m["eval_min"].get<double>();
+    return true;
+  }
+
+  void write_metadata(int64_t updates) {
+    json m = {{"run", spec_.name},
+              {"algorithm", orchard::orchestrator::algorithm_name(spec_.algorithm)},
+              {"env", spec_.env.name},
+              {"model", spec_.model_description()},
+              {"updates", updates},
+              {"env_steps", env_steps_},
+              {"weights_version", version_},
+              {"seconds", seconds()},
+              {"eval_mean", last_eval_mean_ ? json(*last_eval_mean_) : json(nullptr)},
+              {"eval_min", last_eval_min_ ? json(*last_eval_min_) : json(nullptr)}};
+    write_json_atomically(meta_path_, m);
+  }
+
+  void publish(const orchard::actors::NamedTensors& named, int64_t updates) {
+    ++version_;
+    auto msg = orchard::actors::encode_weights(named, version_, static_cast<uint64_t>(updates),
+                                               spec_.model_description());
+    orchard::core::send_message(*pub_, msg);
+  }
+
+  // Records an evaluation; true when it reaches the target.
+  bool record_eval(const std::vector<double>& returns, int64_t updates) {
+    double sum = 0, mn = returns.empty() ? 0 : returns[0];
+    for (double r : returns) {
+      sum += r;
+      mn = std::min(mn, r);
+    }
+    last_eval_mean_ = returns.empty() ? 0 : sum / static_cast<double>(returns.size());
+    last_eval_min_ = mn;
+    spdlog::info("evaluation after {} updates, {} env steps: mean return {:.2f}, min {:.2f} over {} episodes", updates,
+                 env_steps_, *last_eval_mean_, mn, returns.size());
+    metrics_->report({{"kind", "eval"},
+                      {"updates", std::to_string(updates)},
+                      {"env_steps", std::to_string(env_steps_)},
+                      {"eval_mean_return", orchard::core::metric_value(*last_eval_mean_)},
+                      {"eval_min_return", orchard::core::metric_value(mn)}});
+    return spec_.budget.has_target && *last_eval_mean_ >= spec_.budget.target_return;
+  }
+
+  // Why the run should end now, or "" to go on.
+  std::string budget_reason(int64_t updates) const {
+    if (orchard::core::Shutdown::requested()) return "stopped";
+    if (spec_.budget.env_steps > 0 && env_steps_ >= spec_.budget.env_steps) return "env_steps";
+    if (spec_.budget.updates > 0 && updates >= spec_.budget.updates) return "updates";
+    if (spec_.budget.wall_time_s > 0 && seconds() >= spec_.budget.wall_time_s) return "wall_time";
+    return "";
+  }
+
+  void write_result(const std::string& reason, int64_t updates) {
+    json r = {{"run", spec_.name},
+              {"reason", reason},
+              {"target_reached", reason == "target_return"},
+              {"updates", updates},
+              {"env_steps", env_steps_},
+              {"seconds", seconds()},
+              {"eval_mean", last_eval_mean_ ? json(*last_eval_mean_) : json(nullptr)},
+              {"eval_min", last_eval_min_ ? json(*last_eval_min_) : json(nullptr)},
+              {"checkpoint", model_path_}};
+    write_json_atomically(spec_.run_dir + "/result.json", r);
+    std::cout << "done reason=" << reason << " updates=" << updates << " env_steps=" << env_steps_ << " eval_mean="
+              << (last_eval_mean_ ? std::to_string(*last_eval_mean_) : "none") << std::endl;
+  }
+
+  double seconds() const { return previous_seconds_ + clock_.elapsed_s(); }
+
+  RunSpec spec_;
+  zmq::context_t ctx_{1};
+  std::unique_ptr<zmq::socket_t> pub_;
+  std::unique_ptr<orchard::core::MetricsReporter> metrics_;
+  std::string meta_path_, model_path_;
+  int64_t env_steps_ = 0;
+  uint64_t version_ = 0;
+  double previous_seconds_ = 0;
+  std::optional<double> last_eval_mean_, last_eval_min_;
+  orchard::core::Stopwatch clock_;
+};
+
+orchard::replay::ReplaySamplerOptions sampler_options(const RunSpec& spec, uint32_t batch, uint32_t per_request) {
+  orchard::replay::ReplaySamplerOptions o;
+  o.endpoints = spec.replay_endpoints;
+  o.table = spec.table;
+  o.batch_size = batch;
+  o.batches_per_request = per_request;
+  o.prefetch = static_cast<size_t>(spec.learner.prefetch);
+  o.beta = spec.sac.importance_beta;
+  o.seed = spec.seed * 7919 + 1;
+  o.name = "learner-0";
+  return o;
+}
+
+torch::Tensor column(const orchard::replay::SampledBatch& b, const char* name) {
+  const auto* c = b.find(name);
+  if (!c) throw Error(std::string("sampled batch has no column '") + name + "'");
+  std::vector<int64_t> shape = c->shape.to_vector();
+  torch::ScalarType t = orchard::actors::to_torch_dtype(c->dtype);
+  return torch::from_blob(const_cast<uint8_t*>(c->data.data()), shape, t).clone();
+}
+
+// ---------------------------------------------------------------------------------------------
+// PPO
+
+int run_ppo(LearnerProcess& P) {
+  const RunSpec& spec = P.spec_;
+  orchard::learner::PpoConfig cfg;
+  cfg.learning_rate = spec.ppo.learning_rate;
+  cfg.gamma = spec.ppo.gamma;
+  cfg.gae_lambda = spec.ppo.gae_lambda;
+  cfg.num_minibatches = spec.ppo.num_minibatches;
+  cfg.update_epochs = spec.ppo.update_epochs;
+  cfg.norm_adv = spec.ppo.norm_adv;
+  cfg.clip_coef = spec.ppo.clip_coef;
+  cfg.clip_vloss = spec.ppo.clip_vloss;
+  cfg.ent_coef = spec.ppo.ent_coef;
+  cfg.vf_coef = spec.ppo.vf_coef;
+  cfg.max_grad_norm = spec.ppo.max_grad_norm;
+  cfg.anneal_lr = spec.ppo.anneal_lr;
+  cfg.target_kl = spec.ppo.target_kl;
+  cfg.rho_bar = spec.ppo.rho_bar;
+  orchard::learner::ModelConfig mc;
+  mc.hidden_sizes = spec.ppo.hidden;
+  mc.normalize_obs = spec.ppo.normalize_obs;
+  torch::manual_seed(spec.seed);
+  auto model = std::make_shared<orchard::learner::ActorCritic>(spec.observation_space, spec.action_space, mc);
+  orchard::learner::PpoLearner learner(model, cfg);
+  if (P.read_metadata()) {
+    learner.load(P.model_path_);
+    spdlog::info("resumed from {}: {} updates, {} env steps, weights v{}", P.model_path_, learner.updates(),
+                 P.env_steps_, P.version_);
+  }
+  const int64_t S = spec.ppo_segments_per_update(), T = spec.ppo.segment_length;
+  orchard::replay::ReplaySampler sampler(sampler_options(spec, static_cast<uint32_t>(S), 1));
+  P.publish(model->named_state(), learner.updates());  // the initial (or resumed) policy
+  std::cout << "ready " << spec.weights_endpoint << std::endl;
+
+  orchard::replay::SampledBatch batch;
+  orchard::core::Stopwatch since_ckpt, since_report, since_publish;
+  int64_t updates_at_report = learner.updates(), steps_at_report = P.env_steps_;
+  std::string reason;
+  while ((reason = P.budget_reason(learner.updates())).empty()) {
+    if (!sampler.next(&batch, 500)) {
+      if (since_publish.elapsed_s() > 1.0) {  // late subscribers (new actors) get the policy
+        P.publish(model->named_state(), learner.updates());
+        since_publish.restart();
+      }
+      continue;
+    }
+    // [S, T, ...] -> GAE over [T, S]
+    torch::Tensor obs = column(batch, "obs"), actions = column(batch, "action"), rewards = column(batch, "reward");
+    torch::Tensor term = column(batch, "terminated").to(torch::kFloat32),
+                  trunc = column(batch, "truncated").to(torch::kFloat32);
+    torch::Tensor logp = column(batch, "behaviour_logp"), values = column(batch, "value");
+    torch::Tensor boot = column(batch, "bootstrap_obs");
+    const int64_t D = spec.observation_space.numel();
+    torch::Tensor flat_obs = obs.reshape({S * T, D});
+    model->update_obs_norm(flat_obs);
+    torch::Tensor last_value;
+    {
+      torch::NoGradGuard ng;
+      last_value = model->value(boot);  // [S]
+    }
+    // A truncation inside a segment keeps no final observation: V(s_t) stands in for V(final);
+    // at the segment's last step bootstrap_obs is the final observation.
+    torch::Tensor final_values = values.clone();
+    final_values.select(1, T - 1).copy_(last_value);
+    auto gae = orchard::learner::compute_gae(rewards.t(), values.t(), term.t(), trunc.t(), final_values.t(),
+                                             last_value, spec.ppo.gamma, spec.ppo.gae_lambda);
+    orchard::learner::Rollout r;
+    r.obs = flat_obs;
+    r.actions = spec.action_space.kind == orchard::envs::SpaceKind::kDiscrete ? actions.reshape({S * T})
+                                                                                : actions.reshape({S * T, -1});
+    r.behaviour_logp = logp.reshape({S * T});
+    r.values = values.reshape({S * T});
+    r.advantages = gae.advantages.t().contiguous().reshape({S * T});
+    r.returns = gae.returns.t().contiguous().reshape({S * T});
+    double remaining = 1.0;
+    if (spec.budget.env_steps > 0)
+      remaining = std::max(1e-3, 1.0 - static_cast<double>(P.env_steps_) / static_cast<double>(spec.budget.env_steps));
+    auto st = learner.update(r, remaining);
+    P.env_steps_ += S * T;
+    P.publish(model->named_state(), learner.updates());
+    since_publish.restart();
+
+    if (learner.updates() % spec.eval_every() == 0) {
+      auto returns = evaluate(
+          spec, [&](const torch::Tensor& o) { return model->deterministic_action(o); },
+          spec.seed * 1000003 + static_cast<uint64_t>(learner.updates()));
+      if (P.record_eval(returns, learner.updates())) {
+        reason = "target_return";
+        break;
+      }
+    }
+    if (since_report.elapsed_s() >= spec.learner.report_every_s) {
+      const double dt = since_report.elapsed_s();
+      const double ups = (learner.updates() - updates_at_report) / dt, sps = (P.env_steps_ - steps_at_report) / dt;
+      spdlog::info("{} updates ({:.2f}/s), {} env steps ({:.0f}/s), pg {:.4f} v {:.4f} ent {:.3f} kl {:.4f} rho {:.3f}",
+                   learner.updates(), ups, P.env_steps_, sps, st.pg_loss, st.v_loss, st.entropy, st.approx_kl,
+                   st.mean_rho);
+      P.metrics_->report({{"kind", "train"},
+                          {"updates", std::to_string(learner.updates())},
+                          {"env_steps", std::to_string(P.env_steps_)},
+                          {"updates_per_s", orchard::core::metric_value(ups)},
+                          {"env_steps_per_s", orchard::core::metric_value(sps)},
+                          {"pg_loss", orchard::core::metric_value(st.pg_loss)},
+                          {"v_loss", orchard::core::metric_value(st.v_loss)},
+                          {"entropy", orchard::core::metric_value(st.entropy)},
+                          {"approx_kl", orchard::core::metric_value(st.approx_kl)},
+                          {"mean_rho", orchard::core::metric_value(st.mean_rho)},
+                          {"weights_version", std::to_string(P.version_)}});
+      since_report.restart();
+      updates_at_report = learner.updates();
+      steps_at_report = P.env_steps_;
+    }
+    if (spec.learner.checkpoint_every_s > 0 && since_ckpt.elapsed_s() >= spec.learner.checkpoint_every_s) {
+      learner.save(P.model_path_);
+      P.write_metadata(learner.updates());
+      since_ckpt.restart();
+    }
+  }
+  sampler.stop();
+  learner.save(P.model_path_);
+  P.write_metadata(learner.updates());
+  P.metrics_->flush();
+  P.write_result(reason, learner.updates());
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// SAC / APT
+
+int run_sac(LearnerProcess& P) {
+  const RunSpec& spec = P.spec_;
+  orchard::learner::SacOptions o;
+  o.actor_hidden = spec.sac.actor_hidden;
+  o.critic_hidden = spec.sac.critic_hidden;
+  o.gamma = spec.sac.gamma;
+  o.tau = spec.sac.tau;
+  o.actor_lr = spec.sac.actor_lr;
+  o.critic_lr = spec.sac.critic_lr;
+  o.alpha_lr = spec.sac.alpha_lr;
+  o.batch_size = spec.sac.batch_size;
+  o.learning_starts = spec.sac.learning_starts;
+  o.policy_frequency = spec.sac.policy_frequency;
+  o.target_frequency = spec.sac.target_frequency;
+  o.autotune = spec.sac.autotune;
+  o.initial_alpha = spec.sac.initial_alpha;
+  o.seed = spec.seed;
+  orchard::learner::SacLearner learner(spec.observation_space, spec.action_space, o);
+  if (P.read_metadata()) {
+    learner.load(P.model_path_);
+    spdlog::info("resumed from {}: {} updates, {} env steps, weights v{}", P.model_path_, learner.updates(),
+                 P.env_steps_, P.version_);
+  }
+  const int64_t B = spec.sac.batch_size;
+  orchard::replay::ReplaySampler sampler(sampler_options(spec, static_cast<uint32_t>(B), 4));
+  const int64_t publish_every = spec.sac_publish_every();
+  P.publish(learner.named_state(), learner.updates());
+  std::cout << "ready " << spec.weights_endpoint << std::endl;
+
+  // Env steps = items inserted into the transition table over all shards (one per env step).
+  auto count_env_steps = [&] {
+    int64_t total = 0;
+    for (const auto& ep : spec.replay_endpoints) {
+      try {
+        auto info = orchard::replay::table_info(ep, spec.table, 2000);
+        if (!info.empty()) total += static_cast<int64_t>(info[0].inserts);
+      } catch (const Error& e) {
+        spdlog::warn("table info from {}: {}", ep, e.what());
+        return;
+      }
+    }
+    P.env_steps_ = std::max(P.env_steps_, total);
+  };
+
+  orchard::replay::SampledBatch batch;
+  orchard::core::Stopwatch since_ckpt, since_report, since_count, since_publish;
+  int64_t updates_at_report = learner.updates(), steps_at_report = P.env_steps_;
+  orchard::learner::SacStats st;
+  std::vector<double> priorities;
+  std::string reason;
+  while ((reason = P.budget_reason(learner.updates())).empty()) {
+    if (since_count.elapsed_s() >= 0.5) {
+      count_env_steps();
+      since_count.restart();
+      if (!(reason = P.budget_reason(learner.updates())).empty()) break;
+    }
+    if (!sampler.next(&batch, 200)) {
+      if (since_publish.elapsed_s() > 1.0) {
+        P.publish(learner.named_state(), learner.updates());
+        since_publish.restart();
+      }
+      continue;
+    }
+    orchard::learner::SacBatch sb;
+    sb.obs = column(batch, "obs");
+    sb.action = column(batch, "action");
+    sb.reward = column(batch, "reward");
+    sb.discount = column(batch, "discount");
+    sb.next_obs = column(batch, "next_obs");
+    if (spec.sac.prioritized)
+      sb.weights = torch::tensor(std::vector<float>(batch.weights.begin(), batch.weights.end()));
+    auto res = learner.update(sb);
+    st = res.stats;
+    if (spec.sac.prioritized) {
+      auto td = res.td_abs.contiguous();
+      priorities.resize(batch.size());
+      for (size_t i = 0; i < batch.size(); ++i) priorities[i] = static_cast<double>(td.data_ptr<float>()[i]) + 1e-6;
+      sampler.update_priorities(batch.keys, priorities);
+    }
+    if (learner.updates() % publish_every == 0) {
+      P.publish(learner.named_state(), learner.updates());
+      since_publish.restart();
+    }
+    if (learner.updates() % spec.eval_every() == 0) {
+      count_env_steps();
+      auto returns = evaluate(
+          spec, [&](const torch::Tensor& obs) { return learner.deterministic_action(obs); },
+          spec.seed * 1000003 + static_cast<uint64_t>(learner.updates()));
+      if (P.record_eval(returns, learner.updates())) {
+        reason = "target_return";
+        break;
+      }
+    }
+    if (since_report.elapsed_s() >= spec.learner.report_every_s) {
+      const double dt = since_report.elapsed_s();
+      const double ups = (learner.updates() - updates_at_report) / dt, sps = (P.env_steps_ - steps_at_report) / dt;
+      spdlog::info("{} updates ({:.1f}/s), {} env steps ({:.0f}/s), q1 {:.3f} actor {:.3f} alpha {:.4f}",
+                   learner.updates(), ups, P.env_steps_, sps, st.q1_loss, st.actor_loss, st.alpha);
+      P.metrics_->report({{"kind", "train"},
+                          {"updates", std::to_string(learner.updates())},
+                          {"env_steps", std::to_string(P.env_steps_)},
+                          {"updates_per_s", orchard::core::metric_value(ups)},
+                          {"env_steps_per_s", orchard::core::metric_value(sps)},
+                          {"q1_loss", orchard::core::metric_value(st.q1_loss)},
+                          {"actor_loss", orchard::core::metric_value(st.actor_loss)},
+                          {"alpha", orchard::core::metric_value(st.alpha)},
+                          {"weights_version", std::to_string(P.version_)}});
+      since_report.restart();
+      updates_at_report = learner.updates();
+      steps_at_report = P.env_steps_;
+    }
+    if (spec.learner.checkpoint_every_s > 0 && since_ckpt.elapsed_s() >= spec.learner.checkpoint_every_s) {
+      learner.save(P.model_path_);
+      P.write_metadata(learner.updates());
+      since_ckpt.restart();
+    }
+  }
+  sampler.stop();
+  count_env_steps();
+  learner.save(P.model_path_);
+  P.write_metadata(learner.updates());
+  P.metrics_->flush();
+  P.write_result(reason, learner.updates());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"orchard-learner: the learner process of a run", "orchard-learner"};
+  std::string spec_path, level = "info";
+  std::vector<std::string> overrides;
+  int rank = 0;
+  app.add_option("--spec", spec_path, "Resolved run spec (orchard run writes <run_dir>/spec.yaml)")->required();
+  app.add_option("--set", overrides, "Override a spec key: key.path=value (repeatable)");
+  app.add_option("--rank", rank, "Learner rank (only 0 until the gradient all-reduce lands)")
+      ->check(CLI::Range(0, 0));
+  app.add_option("--log-level", level, "trace|debug|info|warn|error");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    orchard::core::init_logging({"learner-" + std::to_string(rank), level});
+    orchard::core::Shutdown::install();
+    RunSpec spec = RunSpec::load(spec_path, overrides);
+    if (spec.replay_endpoints.empty() || spec.weights_endpoint.empty())
+      throw orchard::ConfigError(spec_path + ": endpoints.replay and endpoints.weights are required by "
+                                 "orchard-learner (`orchard run` writes a resolved spec with them)");
+    spec.resolve();
+    at::set_num_threads(static_cast<int>(spec.learner.torch_threads));
+    if (spec.learner.device == "cuda")
+      throw orchard::ConfigError(spec_path + ": learner.device: cuda is not implemented by orchard-learner yet "
+                                 "(it trains on the CPU); use cpu");
+    LearnerProcess process(std::move(spec));
+    return process.spec_.algorithm == Algorithm::kPpo ? run_ppo(process) : run_sac(process);
+  } catch (const orchard::Error& e) {
+    std::cerr << "orchard-learner: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "orchard-learner: internal error: " << e.what() << "\n";
+    return 1;
+  }
+}

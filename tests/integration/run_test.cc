@@ -1,0 +1,148 @@
+// Whole runs through real processes: `orchard run` starts a replay shard, the learner and two
+// actors on loopback (plus its own redis-server), and the learner ends the run at the target.
+// Also: a learner killed with SIGKILL comes back from its checkpoint and keeps learning, and
+// specs or checkpoints that cannot work are refused with a clear error.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "support/child_process.h"
+
+namespace fs = std::filesystem;
+using orchard::testing::ChildProcess;
+using orchard::testing::orchard_bin;
+
+namespace {
+
+fs::path fresh_dir(const std::string& name) {
+  fs::path d = fs::temp_directory_path() / ("orchard-run-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+nlohmann::json read_json(const fs::path& p) {
+  std::ifstream in(p);
+  return nlohmann::json::parse(in);
+}
+
+std::string example(const std::string& name) { return std::string(ORCHARD_SOURCE_DIR) + "/examples/" + name; }
+
+}  // namespace
+
+TEST(Run, QuickstartPpoReachesTheTargetThroughRealProcesses) {
+  fs::path dir = fresh_dir("quickstart");
+  ChildProcess run({orchard_bin("orchard"), "run", example("quickstart.yaml"), "--set", "run_dir=" + dir.string()});
+  const int code = run.wait(300000);
+  ASSERT_EQ(code, 0) << run.output();
+  EXPECT_NE(run.output().find("finished: target_return"), std::string::npos) << run.output();
+  auto result = read_json(dir / "result.json");
+  EXPECT_EQ(result["reason"], "target_return");
+  EXPECT_GE(result["eval_mean"].get<double>(), 475.0);
+  EXPECT_TRUE(fs::exists(dir / "checkpoints" / "learner.pt"));
+  // Both actors wrote experience and took weights from the learner.
+  for (const char* a : {"actor-0.log", "actor-1.log"}) {
+    std::ifstream in(dir / "logs" / a);
+    std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(log, m, std::regex("done: (\\d+) env steps, (\\d+) items, weights v(\\d+)"))) << log;
+    EXPECT_GT(std::stoll(m[1]), 0);
+    EXPECT_GT(std::stoll(m[2]), 0);
+    EXPECT_GT(std::stoll(m[3]), 1);
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Run, SacPendulumReachesMinus200ThroughRealProcesses) {
+  fs::path dir = fresh_dir("sac");
+  ChildProcess run({orchard_bin("orchard"), "run", example("sac-pendulum.yaml"), "--set", "run_dir=" + dir.string()});
+  const int code = run.wait(600000);
+  ASSERT_EQ(code, 0) << run.output();
+  auto result = read_json(dir / "result.json");
+  EXPECT_EQ(result["reason"], "target_return") << result.dump();
+  EXPECT_GE(result["eval_mean"].get<double>(), -200.0);
+  fs::remove_all(dir);
+}
+
+TEST(Run, LearnerKilledWithSigkillResumesFromItsCheckpointAndKeepsLearning) {
+  fs::path dir = fresh_dir("resume");
+  std::ofstream(dir / "spec.yaml") << "name: resume\nseed: 3\nenv: {name: CartPole-v1, num_envs: 8}\n"
+                                      "ppo: {segment_length: 32}\n"
+                                      "learner: {eval_every: 10, eval_episodes: 5, checkpoint_every_s: 0.2}\n"
+                                      "actors: {count: 2}\nbudget: {updates: 80, wall_time_s: 300}\n"
+                                      "run_dir: " << dir.string() << "\n";
+  ChildProcess run({orchard_bin("orchard"), "run", (dir / "spec.yaml").string()});
+  ASSERT_TRUE(run.wait_for_output("all processes ready", 60000)) << run.output();
+  std::smatch m;
+  std::string out = run.output();
+  ASSERT_TRUE(std::regex_search(out, m, std::regex("learner-0: pid (\\d+)"))) << out;
+  const pid_t learner = static_cast<pid_t>(std::stol(m[1]));
+  // Wait for a checkpoint with some updates in it, then kill the learner without warning.
+  int64_t updates_at_kill = 0;
+  for (int i = 0; i < 600 && updates_at_kill < 20; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    try {
+      if (fs::exists(dir / "checkpoints" / "learner.json"))
+        updates_at_kill = read_json(dir / "checkpoints" / "learner.json")["updates"].get<int64_t>();
+    } catch (const std::exception&) {
+    }
+  }
+  ASSERT_GE(updates_at_kill, 20) << run.output();
+  ASSERT_EQ(::kill(learner, SIGKILL), 0);
+  const int code = run.wait(300000);
+  ASSERT_EQ(code, 0) << run.output();
+  EXPECT_NE(run.output().find("[restart] learner-0"), std::string::npos) << run.output();
+  std::ifstream in(dir / "logs" / "learner-0.log");
+  std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_TRUE(std::regex_search(log, m, std::regex("resumed from .*: (\\d+) updates"))) << log;
+  EXPECT_GE(std::stoll(m[1]), updates_at_kill);
+  auto result = read_json(dir / "result.json");
+  EXPECT_EQ(result["reason"], "updates");
+  EXPECT_EQ(result["updates"].get<int64_t>(), 80);  // counted across the restart, not from zero
+  EXPECT_GT(result["eval_mean"].get<double>(), 150.0);  // random play scores ~20
+  fs::remove_all(dir);
+}
+
+TEST(Run, AlgorithmThatDoesNotFitTheEnvIsRefusedBeforeAnythingStarts) {
+  fs::path dir = fresh_dir("bad");
+  std::ofstream(dir / "spec.yaml") << "name: bad\nalgorithm: sac\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\n"
+                                      "run_dir: " << dir.string() << "/run\n";
+  ChildProcess run({orchard_bin("orchard"), "run", (dir / "spec.yaml").string()});
+  EXPECT_EQ(run.wait(60000), 1);
+  EXPECT_NE(run.output().find("sac needs a bounded float32 Box action space"), std::string::npos) << run.output();
+  EXPECT_FALSE(fs::exists(dir / "run" / "logs"));  // nothing was started
+  fs::remove_all(dir);
+}
+
+TEST(Run, CheckpointOfAnotherRunOrACorruptOneIsRefused) {
+  fs::path dir = fresh_dir("ckpt");
+  auto spec = [&](const std::string& name) {
+    std::ofstream(dir / (name + ".yaml")) << "name: " << name << "\nenv: {name: CartPole-v1, num_envs: 4}\n"
+                                          << "ppo: {segment_length: 16}\nactors: {count: 1}\n"
+                                          << "budget: {updates: 3}\nrun_dir: " << dir.string() << "/run\n";
+    return (dir / (name + ".yaml")).string();
+  };
+  ChildProcess first({orchard_bin("orchard"), "run", spec("alpha")});
+  ASSERT_EQ(first.wait(120000), 0) << first.output();
+  // Same directory, another run: the learner refuses the checkpoint and the run fails.
+  ChildProcess other({orchard_bin("orchard"), "run", spec("beta"), "--resume", "--max-restarts", "0"});
+  EXPECT_NE(other.wait(120000), 0);
+  EXPECT_NE(other.output().find("belongs to run 'alpha'"), std::string::npos) << other.output();
+  // Without --resume an existing checkpoint is never silently replaced.
+  ChildProcess again({orchard_bin("orchard"), "run", spec("alpha")});
+  EXPECT_EQ(again.wait(60000), 1);
+  EXPECT_NE(again.output().find("use --resume"), std::string::npos) << again.output();
+  // A torn checkpoint file: a clear error, no silent reinitialisation.
+  fs::resize_file(dir / "run" / "checkpoints" / "learner.pt", 100);
+  ChildProcess torn({orchard_bin("orchard"), "run", spec("alpha"), "--resume", "--max-restarts", "0"});
+  EXPECT_NE(torn.wait(120000), 0);
+  EXPECT_NE(torn.output().find("learner.pt"), std::string::npos) << torn.output();
+  fs::remove_all(dir);
+}

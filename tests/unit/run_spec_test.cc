@@ -1,0 +1,167 @@
+// The run spec: defaults, derived replay tables, and the errors a user gets for specs that
+// cannot work (each names the key and what is allowed).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "orchard/core/config.h"
+#include "orchard/core/error.h"
+#include "orchard/orchestrator/run_spec.h"
+#include "orchard/replay/server.h"
+
+using orchard::ConfigError;
+using orchard::orchestrator::Algorithm;
+using orchard::orchestrator::RunSpec;
+
+namespace {
+
+std::string error_of(const std::string& yaml, bool resolve = true) {
+  try {
+    RunSpec s = RunSpec::load_string(yaml, "run.yaml");
+    if (resolve) s.resolve();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+const char* kPpo = "name: t\nenv: {name: CartPole-v1, num_envs: 4}\nbudget: {env_steps: 1000}\n";
+
+}  // namespace
+
+TEST(RunSpec, MinimalPpoSpecGetsDefaultsAndADerivedQueueTable) {
+  RunSpec s = RunSpec::load_string(kPpo, "run.yaml");
+  EXPECT_EQ(s.algorithm, Algorithm::kPpo);
+  EXPECT_EQ(s.actors.count, 2);
+  EXPECT_EQ(s.ppo.segment_length, 128);
+  EXPECT_EQ(s.ppo_segments_per_update(), 8);  // 2 actors x 4 envs
+  EXPECT_EQ(s.run_dir, "runs/t");
+  EXPECT_EQ(s.checkpoint_dir, "runs/t/checkpoints");
+  s.resolve();
+  ASSERT_EQ(s.replay_endpoints.size(), 1u);
+  EXPECT_EQ(s.replay_endpoints[0].rfind("tcp://127.0.0.1:", 0), 0u);
+  EXPECT_FALSE(s.weights_endpoint.empty());
+  ASSERT_EQ(s.item_signature.size(), 8u);
+  EXPECT_EQ(s.item_signature[0].shape, (std::vector<int64_t>{128, 4}));
+  EXPECT_EQ(s.item_signature[1].dtype, orchard::core::DType::kInt64);
+  EXPECT_EQ(s.model_description(), "ppo ActorCritic obs " + s.observation_space.to_string() + " act " +
+                                       s.action_space.to_string() + " hidden [64, 64]");
+
+  // What the shards read back from the resolved file.
+  RunSpec again = RunSpec::load_string(s.resolved_yaml(), "resolved.yaml");
+  auto server = orchard::replay::ServerOptions::parse(again.node()["replay"]);
+  ASSERT_EQ(server.tables.size(), 1u);
+  const auto& t = server.tables[0];
+  EXPECT_EQ(t.name, "segments");
+  EXPECT_EQ(t.max_times_sampled, 1u);
+  EXPECT_EQ(t.max_size, 16u);  // 2 queued updates of 8 segments
+  EXPECT_DOUBLE_EQ(t.rate_limiter.samples_per_insert, 1.0);
+  EXPECT_EQ(t.signature.size(), 8u);
+  EXPECT_EQ(again.replay_endpoints, s.replay_endpoints);
+  EXPECT_EQ(again.weights_endpoint, s.weights_endpoint);
+  again.resolve();  // idempotent: keeps the endpoints
+  EXPECT_EQ(again.replay_endpoints, s.replay_endpoints);
+}
+
+TEST(RunSpec, SacTableFixesTheUpdateToDataRatio) {
+  RunSpec s = RunSpec::load_string(
+      "name: s\nalgorithm: sac\nenv: {name: Pendulum-v1, num_envs: 2}\n"
+      "sac: {batch_size: 64, learning_starts: 500, updates_per_step: 2, prioritized: true}\n"
+      "budget: {target_return: -200}\n",
+      "run.yaml");
+  s.resolve();
+  auto server = orchard::replay::ServerOptions::parse(s.node()["replay"]);
+  const auto& t = server.tables.at(0);
+  EXPECT_EQ(t.name, "transitions");
+  EXPECT_DOUBLE_EQ(t.rate_limiter.samples_per_insert, 128.0);  // 2 updates x 64 items per env step
+  EXPECT_EQ(t.rate_limiter.min_size_to_sample, 500u);
+  EXPECT_EQ(t.sampler, orchard::replay::Sampler::kPrioritized);
+  // sac: actors may run one writer batch (2 envs x 1 step) ahead; apt: 5000 steps.
+  EXPECT_DOUBLE_EQ(t.rate_limiter.error_buffer, 128.0 * 2 + 64);
+  EXPECT_EQ(s.sac_publish_every(), 1);
+  RunSpec apt = RunSpec::load_string(
+      "name: a\nalgorithm: apt\nenv: {name: Pendulum-v1}\nsac: {publish_every_steps: 300, updates_per_step: 0.5}\n"
+      "budget: {env_steps: 1000}\n",
+      "run.yaml");
+  EXPECT_EQ(apt.sac_max_steps_ahead(), 5000);
+  EXPECT_EQ(apt.sac_publish_every(), 150);
+}
+
+TEST(RunSpec, AlgorithmThatDoesNotFitTheActionSpaceIsAnError) {
+  std::string e = error_of("name: t\nalgorithm: sac\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\n");
+  EXPECT_NE(e.find("algorithm"), std::string::npos) << e;
+  EXPECT_NE(e.find("sac needs a bounded float32 Box action space"), std::string::npos) << e;
+  EXPECT_NE(e.find("Discrete(2)"), std::string::npos) << e;
+  EXPECT_NE(e.find("use algorithm: ppo"), std::string::npos) << e;
+}
+
+TEST(RunSpec, UnknownEnvSuggestsTheClosestName) {
+  std::string e = error_of("name: t\nenv: {name: CartPole-v2}\nbudget: {env_steps: 10}\n");
+  EXPECT_NE(e.find("env.name"), std::string::npos) << e;
+  EXPECT_NE(e.find("unknown env 'CartPole-v2'"), std::string::npos) << e;
+  EXPECT_NE(e.find("did you mean 'CartPole-v1'"), std::string::npos) << e;
+}
+
+TEST(RunSpec, TyposAndRangesNameTheKey) {
+  std::string e = error_of("name: t\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\nppo: {learning_rat: 1}\n", false);
+  EXPECT_NE(e.find("learning_rat"), std::string::npos) << e;
+  EXPECT_NE(e.find("did you mean 'learning_rate'"), std::string::npos) << e;
+  e = error_of("name: t\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\nactors: {count: 0}\n", false);
+  EXPECT_NE(e.find("actors.count"), std::string::npos) << e;
+  e = error_of("name: t\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\nalgorithm: dqn\n", false);
+  EXPECT_NE(e.find("expected one of ppo, sac, apt"), std::string::npos) << e;
+  e = error_of("name: 'my run'\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\n", false);
+  EXPECT_NE(e.find("run name"), std::string::npos) << e;
+  e = error_of("name: t\nenv: {name: CartPole-v1}\n", false);
+  EXPECT_NE(e.find("budget"), std::string::npos) << e;
+  e = error_of("name: t\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\nlearner: {count: 2}\n", false);
+  EXPECT_NE(e.find("learner.count"), std::string::npos) << e;
+  EXPECT_NE(e.find("all-reduce"), std::string::npos) << e;
+  e = error_of("name: t\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\nredis: 'http://x'\n", false);
+  EXPECT_NE(e.find("redis"), std::string::npos) << e;
+  e = error_of("name: t\nalgorithm: sac\nenv: {name: Pendulum-v1}\nbudget: {env_steps: 10}\n"
+               "sac: {batch_size: 256, learning_starts: 100}\n", false);
+  EXPECT_NE(e.find("sac.learning_starts"), std::string::npos) << e;
+}
+
+TEST(RunSpec, PpoBatchMustSplitIntoMinibatches) {
+  std::string e = error_of(
+      "name: t\nenv: {name: CartPole-v1, num_envs: 1}\nactors: {count: 1}\nppo: {segment_length: 5, "
+      "num_minibatches: 4}\nbudget: {env_steps: 10}\n");
+  EXPECT_NE(e.find("not divisible by ppo.num_minibatches = 4"), std::string::npos) << e;
+}
+
+TEST(RunSpec, UserTableMustMatchWhatTheActorsWrite) {
+  std::string e = error_of(
+      "name: t\nenv: {name: CartPole-v1, num_envs: 1}\nactors: {count: 1}\nppo: {segment_length: 4, "
+      "num_minibatches: 1}\nbudget: {env_steps: 10}\nreplay:\n  tables:\n    - name: segments\n      signature: "
+      "[{name: obs, dtype: float32, shape: [4, 3]}, {name: action, dtype: int64, shape: [4]}, {name: reward, dtype: "
+      "float32, shape: [4]}, {name: terminated, dtype: bool, shape: [4]}, {name: truncated, dtype: bool, shape: [4]}, "
+      "{name: behaviour_logp, dtype: float32, shape: [4]}, {name: value, dtype: float32, shape: [4]}, {name: "
+      "bootstrap_obs, dtype: float32, shape: [4]}]\n");
+  EXPECT_NE(e.find("column 0"), std::string::npos) << e;
+  EXPECT_NE(e.find("[4, 4]"), std::string::npos) << e;
+  e = error_of(
+      "name: t\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\nreplay:\n  tables:\n    - name: main\n      "
+      "signature: [{name: x, dtype: float32, shape: [1]}]\n");
+  EXPECT_NE(e.find("writes to a table named 'segments'"), std::string::npos) << e;
+}
+
+TEST(RunSpec, OverridesApplyBeforeValidation) {
+  RunSpec s = RunSpec::load_string(kPpo, "run.yaml", {"actors.count=3", "ppo.hidden=[32]"});
+  EXPECT_EQ(s.actors.count, 3);
+  EXPECT_EQ(s.ppo.hidden, (std::vector<int64_t>{32}));
+  EXPECT_THROW(RunSpec::load_string(kPpo, "run.yaml", {"actors.count=-1"}), ConfigError);
+}
+
+TEST(RunSpec, EveryExampleSpecLoadsAndResolves) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(ORCHARD_SOURCE_DIR) + "/examples")) {
+    if (entry.path().extension() != ".yaml") continue;
+    SCOPED_TRACE(entry.path().string());
+    RunSpec s = RunSpec::load(entry.path().string());
+    EXPECT_NO_THROW(s.resolve());
+    ++n;
+  }
+  EXPECT_GE(n, 2);
+}
