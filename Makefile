@@ -19,11 +19,13 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# The main job. Until the orchestrator lands this is the runtime's end-to-end self-check;
-# it becomes `orchard run examples/quickstart.yaml`.
+# The main job: PPO on CartPole-v1 through a real replay shard, learner and two actors, until the
+# deterministic evaluation reaches a mean return of 475 (examples/quickstart.yaml). Each demo
+# starts afresh in $(BUILD_DIR)/demo-run.
 demo: build
 	@$(BUILD_DIR)/bin/orchard doctor
-	@$(BUILD_DIR)/bin/orchard selfcheck
+	@rm -rf $(BUILD_DIR)/demo-run
+	@$(BUILD_DIR)/bin/orchard run examples/quickstart.yaml --set run_dir=$(BUILD_DIR)/demo-run
 
 # The whole suite, in parallel, with output on failure.
 test: build

@@ -44,6 +44,7 @@ int drive(Actor& actor, int64_t steps, double report_s, orchard::core::MetricsRe
   uint64_t steps_at_report = 0;
   int64_t done = 0;
   while (!orchard::core::Shutdown::requested() && (steps == 0 || done < steps)) {
+    metrics.heartbeat();
     try {
       actor.run(1);
     } catch (const orchard::replay::ReplayError& e) {
@@ -149,6 +150,7 @@ int main(int argc, char** argv) {
     orchard::core::MetricsOptions mo;
     mo.url = spec.redis_url;
     mo.stream = "orchard:run:" + spec.name + ":metrics:actor";
+    mo.heartbeat_key = "orchard:run:" + spec.name + ":proc:actor-" + std::to_string(actor_id) + ":heartbeat";
     orchard::core::MetricsReporter metrics(mo);
     const uint64_t seed = spec.seed * 1000 + actor_id * 1'000'003;
     orchard::replay::ReplayWriterOptions w;
@@ -175,6 +177,7 @@ int main(int argc, char** argv) {
       std::cout << "ready" << std::endl;
       // On-policy data from a policy the learner never had is wasted: wait for its weights.
       while (!orchard::core::Shutdown::requested() && !actor.wait_for_weights(1000)) {
+        metrics.heartbeat();
         spdlog::info("waiting for the learner's weights on {}", spec.weights_endpoint);
       }
       const int rc = drive(actor, steps, spec.actors.report_every_s, metrics, actor_id, [](orchard::actors::PpoActor& a) {

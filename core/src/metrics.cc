@@ -50,16 +50,41 @@ void MetricsReporter::flush() {
   if (enabled()) send();
 }
 
+bool MetricsReporter::connect() {
+  if (client_) return true;
+  if (now_ms() < retry_after_ms_) return false;
+  try {
+    RedisOptions ro = RedisOptions::from_url(options_.url);
+    ro.connect_timeout_ms = 500;
+    ro.command_timeout_ms = 1000;
+    ro.reconnect_attempts = 1;
+    client_ = std::make_unique<RedisClient>(ro);
+    return true;
+  } catch (const Error& e) {
+    retry_after_ms_ = now_ms() + options_.retry_interval_ms;
+    return false;
+  }
+}
+
+void MetricsReporter::heartbeat() {
+  if (!enabled() || options_.heartbeat_key.empty()) return;
+  const int64_t now = now_ms();
+  if (now < next_heartbeat_ms_) return;
+  next_heartbeat_ms_ = now + static_cast<int64_t>(options_.heartbeat_every_s * 1000);
+  if (!connect()) return;
+  try {
+    client_->command({"SET", options_.heartbeat_key, std::to_string(wall_ms()), "EX",
+                      std::to_string(options_.heartbeat_ttl_s)});
+  } catch (const Error& e) {
+    client_.reset();
+    retry_after_ms_ = now_ms() + options_.retry_interval_ms;
+  }
+}
+
 void MetricsReporter::send() {
   if (pending_.empty() || now_ms() < retry_after_ms_) return;
+  if (!connect()) return;
   try {
-    if (!client_) {
-      RedisOptions ro = RedisOptions::from_url(options_.url);
-      ro.connect_timeout_ms = 500;
-      ro.command_timeout_ms = 1000;
-      ro.reconnect_attempts = 1;
-      client_ = std::make_unique<RedisClient>(ro);
-    }
     Pipeline p = client_->pipeline();
     for (const auto& f : pending_) p.xadd(options_.stream, f, static_cast<size_t>(options_.maxlen));
     p.execute();

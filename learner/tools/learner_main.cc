@@ -116,6 +116,7 @@ class LearnerProcess {
     orchard::core::MetricsOptions mo;
     mo.url = spec_.redis_url;
     mo.stream = "orchard:run:" + spec_.name + ":metrics:learner";
+    mo.heartbeat_key = "orchard:run:" + spec_.name + ":proc:learner-0:heartbeat";
     metrics_ = std::make_unique<orchard::core::MetricsReporter>(mo);
   }
 
@@ -206,13 +207,23 @@ class LearnerProcess {
               {"seconds", seconds()},
               {"eval_mean", last_eval_mean_ ? json(*last_eval_mean_) : json(nullptr)},
               {"eval_min", last_eval_min_ ? json(*last_eval_min_) : json(nullptr)},
-              {"checkpoint", model_path_}};
+              {"checkpoint", model_path_},
+              {"first_update_unix_ms", first_update_ms_}};
     write_json_atomically(spec_.run_dir + "/result.json", r);
     std::cout << "done reason=" << reason << " updates=" << updates << " env_steps=" << env_steps_ << " eval_mean="
               << (last_eval_mean_ ? std::to_string(*last_eval_mean_) : "none") << std::endl;
   }
 
   double seconds() const { return previous_seconds_ + clock_.elapsed_s(); }
+  // Wall-clock ms of this process's first gradient update (0 before it), for the orchestrator
+  // overhead benchmark (time from `orchard run` to the first gradient step).
+  void mark_update() {
+    if (first_update_ms_ == 0)
+      first_update_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  }
+  int64_t first_update_ms_ = 0;
 
   RunSpec spec_;
   zmq::context_t ctx_{1};
@@ -288,6 +299,7 @@ int run_ppo(LearnerProcess& P) {
   int64_t updates_at_report = learner.updates(), steps_at_report = P.env_steps_;
   std::string reason;
   while ((reason = P.budget_reason(learner.updates())).empty()) {
+    P.metrics_->heartbeat();
     if (!sampler.next(&batch, 500)) {
       if (since_publish.elapsed_s() > 1.0) {  // late subscribers (new actors) get the policy
         P.publish(model->named_state(), learner.updates());
@@ -327,6 +339,7 @@ int run_ppo(LearnerProcess& P) {
     if (spec.budget.env_steps > 0)
       remaining = std::max(1e-3, 1.0 - static_cast<double>(P.env_steps_) / static_cast<double>(spec.budget.env_steps));
     auto st = learner.update(r, remaining);
+    P.mark_update();
     P.env_steps_ += S * T;
     P.publish(model->named_state(), learner.updates());
     since_publish.restart();
@@ -429,6 +442,7 @@ int run_sac(LearnerProcess& P) {
   std::vector<double> priorities;
   std::string reason;
   while ((reason = P.budget_reason(learner.updates())).empty()) {
+    P.metrics_->heartbeat();
     if (since_count.elapsed_s() >= 0.5) {
       count_env_steps();
       since_count.restart();
@@ -450,6 +464,7 @@ int run_sac(LearnerProcess& P) {
     if (spec.sac.prioritized)
       sb.weights = torch::tensor(std::vector<float>(batch.weights.begin(), batch.weights.end()));
     auto res = learner.update(sb);
+    P.mark_update();
     st = res.stats;
     if (spec.sac.prioritized) {
       auto td = res.td_abs.contiguous();

@@ -15,7 +15,11 @@ void add_replay(CLI::App& app, int* exit_code);
 // `orchard env list|check|rollout|bench`.
 void add_env(CLI::App& app, int* exit_code);
 
-// `orchard run SPEC`: a training run on this machine (shards, learner, actors), supervised.
+// `orchard run SPEC` / `orchard up SPEC`: a training run on this machine (shards, learner,
+// actors) under the Asio scheduler; `up` detaches.
 void add_run(CLI::App& app, int* exit_code);
+
+// `orchard status|top|stop|scale|logs`: inspect and steer runs through Redis.
+void add_control(CLI::App& app, int* exit_code);
 
 }  // namespace orchard::cli

@@ -1,6 +1,7 @@
 #include "orchard/orchestrator/process.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -18,6 +19,8 @@
 
 #include "orchard/core/clock.h"
 #include "orchard/core/error.h"
+
+extern char** environ;
 
 namespace orchard::orchestrator {
 
@@ -57,6 +60,29 @@ pid_t spawn_process(const std::vector<std::string>& argv, const SpawnOptions& op
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // The environment is built before fork: the child may only make async-signal-safe calls.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) {
+    std::string entry = *e;
+    const std::string key = entry.substr(0, entry.find('='));
+    bool replaced = false;
+    for (const auto& x : options.extra_env) replaced = replaced || x.substr(0, x.find('=')) == key;
+    if (!replaced) env_strings.push_back(entry);
+  }
+  for (const auto& x : options.extra_env) {
+    if (x.find('=') == std::string::npos || x.front() == '=')
+      throw Error(argv[0] + ": environment entry '" + x + "' is not KEY=value");
+    env_strings.push_back(x);
+  }
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  for (int c : options.cpus) {
+    if (c < 0 || c >= CPU_SETSIZE) throw Error(argv[0] + ": CPU " + std::to_string(c) + " out of range");
+    CPU_SET(c, &cpus);
+  }
   sigset_t block, old;
   sigemptyset(&block);
   sigaddset(&block, SIGINT);
@@ -84,8 +110,9 @@ pid_t spawn_process(const std::vector<std::string>& argv, const SpawnOptions& op
       int fd = ::open(options.stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       if (fd >= 0) ::dup2(fd, STDERR_FILENO);
     }
+    if (!options.cpus.empty() && ::sched_setaffinity(0, sizeof cpus, &cpus) != 0) _exit(126);
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    ::execv(exe.c_str(), args.data());
+    ::execve(exe.c_str(), args.data(), envp.data());
     _exit(127);
   }
   int err = errno;

@@ -1,18 +1,25 @@
-// `orchard run SPEC`: starts a run on this machine — replay shards, then the learner, then the
-// actors, each a real process with its log in <run_dir>/logs — supervises them (restarting a
-// process that fails, with exponential backoff and a restart budget), prints progress from the
-// metric streams, and stops everything (actors, learner, shards, Redis) when the learner ends the
-// run (budget or target return) or on SIGINT/SIGTERM.
+// `orchard run SPEC` (foreground) and `orchard up SPEC` (detached): a run on this machine.
 //
-// This is the local launcher; the Asio scheduler with remote agents (docs/run-spec.md) builds
-// on the same run directory layout and process arguments.
-#include <fcntl.h>
+// The orchestrator resolves the spec, starts (or connects to) Redis, registers the run, and hands
+// the processes to the Scheduler (one Boost.Asio event loop): replay shards, then the learner,
+// then the actors, each ready before the next group; failed processes are restarted with backoff
+// within a restart budget; a process whose Redis heartbeat expires is killed and restarted. Once a
+// second it reads the run's control fields in Redis (`stop_requested`, `desired_actors`, written by
+// `orchard stop` / `orchard scale`), mirrors the process table into Redis, and every few seconds
+// prints a progress line from the learner's metric stream. When the learner ends the run (budget
+// or target) or on SIGINT/SIGTERM/`orchard stop`, it stops actors, learner, shards in that order.
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <set>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -21,22 +28,22 @@
 
 #include "cli.h"
 #include "orchard/core/error.h"
+#include "orchard/core/net.h"
 #include "orchard/core/redis.h"
-#include "orchard/core/shutdown.h"
 #include "orchard/orchestrator/embedded_redis.h"
 #include "orchard/orchestrator/process.h"
 #include "orchard/orchestrator/run_spec.h"
+#include "orchard/orchestrator/scheduler.h"
+#include "run_registry.h"
 
 namespace fs = std::filesystem;
 
 namespace orchard::cli {
 namespace {
 
+using orchestrator::RunOutcome;
 using orchestrator::RunSpec;
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+using orchestrator::steady_seconds;
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
@@ -47,164 +54,174 @@ std::string read_file(const std::string& path) {
 
 std::string tail(const std::string& s, size_t n) { return s.size() <= n ? s : "..." + s.substr(s.size() - n); }
 
-// One supervised process.
-struct Proc {
-  std::string name;  // replay-0, learner-0, actor-1
-  std::string role;  // replay | learner | actor
-  std::vector<std::string> argv;
-  std::string log;
-  pid_t pid = -1;
-  int restarts = 0;
-  double restart_at = 0;  // > 0: waiting to be restarted at this time
-  int last_status = 0;
-  bool done = false;      // exited and not to be restarted
+struct RunOptions {
+  bool quiet = false;
+  int max_restarts = 5;
+  double heartbeat_grace_s = 30;  // a process without a heartbeat for this long is hung
 };
 
 class LocalRun {
  public:
-  LocalRun(RunSpec spec, bool quiet, int max_restarts)
-      : spec_(std::move(spec)), quiet_(quiet), max_restarts_(max_restarts) {}
-  ~LocalRun() { stop_all(); }
-
+  LocalRun(RunSpec spec, RunOptions options) : spec_(std::move(spec)), opts_(options) {}
   int run();
 
  private:
-  void event(const std::string& kind, const std::string& proc, const std::string& detail);
-  void start(Proc& p);
-  // Waits until `p`'s log shows a line starting with "ready"; throws when it exits or times out.
-  void await_ready(Proc& p, double timeout_s);
-  void stop_group(const std::string& role, int timeout_ms);
-  void stop_all();
+  void redis_call(const std::function<void(core::RedisClient&)>& f);
+  void on_event(const orchestrator::SchedulerEvent& e);
+  void control();
   void progress();
+  orchestrator::ProcessSpec actor_spec(int64_t id) const;
+  void register_run(const std::string& status);
 
   RunSpec spec_;
-  bool quiet_;
-  int max_restarts_;
-  std::string spec_file_, logs_;
+  RunOptions opts_;
+  std::string spec_file_, logs_, bin_;
   std::unique_ptr<orchestrator::EmbeddedRedis> redis_;
   std::unique_ptr<core::RedisClient> client_;
-  std::vector<Proc> procs_;
-  std::string bin_;
-  double started_ = 0;
+  bool redis_down_reported_ = false;
+  std::unique_ptr<orchestrator::Scheduler> sched_;
+  double started_ = 0, next_progress_ = 0;
+  int64_t next_actor_id_ = 0;
+  int64_t desired_actors_ = 0;
+  RunOutcome outcome_ = RunOutcome::kFinished;
+  std::string reason_;
 };
 
-void LocalRun::event(const std::string& kind, const std::string& proc, const std::string& detail) {
-  if (!quiet_ || kind != "start") std::cout << "[" << kind << "] " << proc << (detail.empty() ? "" : ": " + detail) << std::endl;
-  if (!client_) return;
+void LocalRun::redis_call(const std::function<void(core::RedisClient&)>& f) {
   try {
-    client_->xadd("orchard:run:" + spec_.name + ":events", {{"kind", kind}, {"proc", proc}, {"detail", detail}}, 10000);
+    f(*client_);
+    if (redis_down_reported_) {
+      std::cout << "[redis] reachable again" << std::endl;
+      redis_down_reported_ = false;
+    }
   } catch (const Error& e) {
-    std::cerr << "orchard run: Redis: " << e.what() << "\n";
+    // The run goes on without Redis: processes buffer their metrics, we retry next tick.
+    if (!redis_down_reported_) std::cout << "[redis] " << e.what() << " (the run continues; retrying)" << std::endl;
+    redis_down_reported_ = true;
   }
 }
 
-void LocalRun::start(Proc& p) {
-  orchestrator::SpawnOptions so;
-  so.stdout_path = p.log;
-  so.stderr_path = p.log;
-  so.new_process_group = true;  // a Ctrl-C at the terminal reaches orchard run only; it stops the run in order
-  p.pid = orchestrator::spawn_process(p.argv, so);
-  p.restart_at = 0;
-  event("start", p.name, "pid " + std::to_string(p.pid));
-  if (client_) {
-    try {
-      client_->command({"HSET", "orchard:run:" + spec_.name + ":proc:" + p.name, "role", p.role, "pid",
-                        std::to_string(p.pid), "host", "localhost", "state", "running", "restarts",
-                        std::to_string(p.restarts)});
-    } catch (const Error&) {
-    }
-  }
+void LocalRun::register_run(const std::string& status) {
+  nlohmann::json entry = {{"name", spec_.name},
+                          {"redis", spec_.redis_url},
+                          {"run_dir", fs::absolute(spec_.run_dir).string()},
+                          {"pid", ::getpid()},
+                          {"status", status},
+                          {"algorithm", orchestrator::algorithm_name(spec_.algorithm)},
+                          {"env", spec_.env.name}};
+  write_registry(spec_.name, entry);
 }
 
-void LocalRun::await_ready(Proc& p, double timeout_s) {
-  const double deadline = now_s() + timeout_s;
-  size_t offset = 0;
-  std::string pending;
-  for (;;) {
-    std::ifstream in(p.log);
-    in.seekg(static_cast<std::streamoff>(offset));
-    std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    offset += chunk.size();
-    pending += chunk;
-    size_t nl;
-    while ((nl = pending.find('\n')) != std::string::npos) {
-      if (pending.compare(0, 5, "ready") == 0) return;
-      pending.erase(0, nl + 1);
-    }
-    int status = 0;
-    if (::waitpid(p.pid, &status, WNOHANG) == p.pid) {
-      p.pid = -1;
-      throw Error(p.name + " exited before it was ready (" +
-                  (WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
-                                     : "signal " + std::to_string(WTERMSIG(status))) +
-                  "); its log " + p.log + " ends:\n" + tail(read_file(p.log), 1500));
-    }
-    if (now_s() > deadline)
-      throw Error(p.name + " was not ready within " + std::to_string(static_cast<int>(timeout_s)) + " s; log " + p.log);
-    if (core::Shutdown::requested()) throw Error("interrupted while starting " + p.name);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+void LocalRun::on_event(const orchestrator::SchedulerEvent& e) {
+  if (!opts_.quiet || e.kind != "ready")
+    std::cout << "[" << e.kind << "] " << e.proc << (e.detail.empty() ? "" : ": " + e.detail) << std::endl;
+  redis_call([&](core::RedisClient& c) {
+    c.xadd(events_key(spec_.name), {{"kind", e.kind}, {"proc", e.proc}, {"detail", e.detail}}, 10000);
+    if (e.proc == "run") return;
+    const auto& procs = sched_->processes();
+    auto it = procs.find(e.proc);
+    if (it == procs.end()) return;
+    const auto& p = it->second;
+    c.command({"SADD", procs_key(spec_.name), e.proc});
+    c.command({"HSET", proc_key(spec_.name, e.proc), "role", p.spec.role, "host", "localhost", "pid",
+               std::to_string(p.pid), "state", orchestrator::proc_state_name(p.state), "restarts",
+               std::to_string(p.restarts), "last_exit", p.last_exit, "log", p.spec.log_path});
+  });
 }
 
-void LocalRun::stop_group(const std::string& role, int timeout_ms) {
-  for (auto& p : procs_)
-    if (p.role == role && p.pid > 0) ::kill(p.pid, SIGTERM);
-  for (auto& p : procs_) {
-    if (p.role != role || p.pid <= 0) continue;
-    int status = orchestrator::wait_or_kill(p.pid, timeout_ms);
-    p.pid = -1;
-    p.done = true;
-    event("exit", p.name, status >= 0 && WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status)) : "killed");
-  }
+orchestrator::ProcessSpec LocalRun::actor_spec(int64_t id) const {
+  orchestrator::ProcessSpec p;
+  p.name = "actor-" + std::to_string(id);
+  p.role = "actor";
+  p.group = 2;
+  p.argv = {bin_ + "/orchard-actor", "--spec", spec_file_, "--actor-id", std::to_string(id)};
+  p.log_path = logs_ + "/" + p.name + ".log";
+  return p;
 }
 
-void LocalRun::stop_all() {
-  stop_group("actor", 15000);
-  stop_group("learner", 30000);
-  stop_group("replay", 30000);
-  if (client_) {
-    try {
-      client_->command({"HSET", "orchard:run:" + spec_.name, "status", "stopped"});
-    } catch (const Error&) {
+void LocalRun::control() {
+  redis_call([&](core::RedisClient& c) {
+    auto r = c.command({"HMGET", run_key(spec_.name), "stop_requested", "desired_actors"});
+    if (r.elements.size() == 2) {
+      if (r.elements[0].is_string() && r.elements[0].str == "1" && !sched_->stopping()) {
+        outcome_ = RunOutcome::kStopped;
+        sched_->stop(RunOutcome::kStopped, "orchard stop");
+      }
+      if (r.elements[1].is_string() && sched_->running()) {
+        int64_t want = 0;
+        try {
+          want = std::stoll(r.elements[1].str);
+        } catch (const std::exception&) {
+          want = -1;
+        }
+        if (want >= 1 && want <= 100000 && want != desired_actors_) {
+          const int64_t have = sched_->count("actor");
+          std::cout << "[scale] actors " << have << " -> " << want << std::endl;
+          c.xadd(events_key(spec_.name), {{"kind", "scale"}, {"proc", "actors"},
+                                          {"detail", std::to_string(have) + " -> " + std::to_string(want)}}, 10000);
+          desired_actors_ = want;
+          if (want > have) {
+            for (int64_t i = have; i < want; ++i) sched_->add(actor_spec(next_actor_id_++));
+          } else {
+            // Remove the newest actors; they flush their writers on SIGTERM and exit.
+            std::vector<std::string> live;
+            for (const auto& [name, p] : sched_->processes())
+              if (p.spec.role == "actor" && p.state != orchestrator::ProcState::kExited &&
+                  p.state != orchestrator::ProcState::kStopping)
+                live.push_back(name);
+            std::sort(live.begin(), live.end(), [](const std::string& a, const std::string& b) {
+              return std::stoll(a.substr(6)) > std::stoll(b.substr(6));
+            });
+            for (int64_t i = 0; i < have - want && i < static_cast<int64_t>(live.size()); ++i)
+              sched_->remove(live[static_cast<size_t>(i)], "scaled down");
+          }
+          c.command({"HSET", run_key(spec_.name), "actors", std::to_string(want)});
+        }
+      }
     }
-    client_.reset();
+    // Mirror process states (restarts and states change without events too).
+    for (const auto& [name, p] : sched_->processes())
+      c.command({"HSET", proc_key(spec_.name, name), "state", orchestrator::proc_state_name(p.state), "pid",
+                 std::to_string(p.pid), "restarts", std::to_string(p.restarts)});
+  });
+  if (steady_seconds() >= next_progress_) {
+    progress();
+    next_progress_ = steady_seconds() + 5;
   }
-  if (redis_) redis_->stop();
 }
 
 void LocalRun::progress() {
-  if (!client_) return;
-  try {
-    auto r = client_->command({"XREVRANGE", "orchard:run:" + spec_.name + ":metrics:learner", "+", "-", "COUNT", "20"});
+  if (!sched_->running()) return;
+  redis_call([&](core::RedisClient& c) {
+    auto learner = latest_per(c, metrics_key(spec_.name, "learner"), "kind", 50);
     std::string steps, sps, eval;
-    for (const auto& entry : r.elements) {
-      if (entry.elements.size() < 2) continue;
-      const auto& f = entry.elements[1].elements;
-      for (size_t i = 0; i + 1 < f.size(); i += 2) {
-        if (f[i].str == "env_steps" && steps.empty()) steps = f[i + 1].str;
-        if (f[i].str == "env_steps_per_s" && sps.empty()) sps = f[i + 1].str;
-        if (f[i].str == "eval_mean_return" && eval.empty()) eval = f[i + 1].str;
+    for (const auto& f : learner) {
+      if (field(f, "kind") == "train") {
+        steps = field(f, "env_steps");
+        sps = field(f, "env_steps_per_s");
+      } else if (field(f, "kind") == "eval") {
+        eval = field(f, "eval_mean_return");
+        if (steps.empty()) steps = field(f, "env_steps");
       }
     }
     if (steps.empty()) return;
-    std::string line = "[progress] " + std::to_string(static_cast<int>(now_s() - started_)) + " s, env steps " + steps;
+    std::string line = "[progress] " + std::to_string(static_cast<int>(steady_seconds() - started_)) +
+                       " s, env steps " + steps;
     if (!sps.empty()) line += " (" + sps + "/s)";
-    if (!eval.empty()) line += ", eval return " + eval;
+    if (!eval.empty()) line += ", mean eval return " + eval;
     if (spec_.budget.env_steps > 0 && !sps.empty()) {
       const double left = static_cast<double>(spec_.budget.env_steps) - std::stod(steps), rate = std::stod(sps);
-      if (rate > 0 && left > 0) line += ", ETA " + std::to_string(static_cast<int>(left / rate)) + " s";
+      if (rate > 0 && left > 0) line += ", ETA to the env-step budget " + std::to_string(static_cast<int>(left / rate)) + " s";
     }
     std::cout << line << std::endl;
-  } catch (const std::exception&) {
-  }
+  });
 }
 
 int LocalRun::run() {
-  started_ = now_s();
+  started_ = steady_seconds();
   bin_ = orchestrator::self_dir();
   fs::create_directories(spec_.run_dir);
   logs_ = spec_.run_dir + "/logs";
-  fs::create_directories(logs_);
   fs::remove(spec_.run_dir + "/result.json");
 
   if (spec_.redis_url.empty()) {
@@ -214,113 +231,123 @@ int LocalRun::run() {
     redis_ = std::make_unique<orchestrator::EmbeddedRedis>(ro);
     spec_.redis_url = redis_->url();
   }
-  try {
-    client_ = std::make_unique<core::RedisClient>(core::RedisOptions::from_url(spec_.redis_url));
-    client_->command({"SADD", "orchard:runs", spec_.name});
-    client_->command({"HSET", "orchard:run:" + spec_.name, "status", "starting", "algorithm",
-                      orchestrator::algorithm_name(spec_.algorithm), "env", spec_.env.name, "run_dir",
-                      fs::absolute(spec_.run_dir).string()});
-  } catch (const Error& e) {
-    throw Error("run '" + spec_.name + "': cannot reach Redis: " + e.what());
+  {
+    auto ro = core::RedisOptions::from_url(spec_.redis_url);
+    ro.connect_timeout_ms = 1000;
+    ro.command_timeout_ms = 2000;
+    ro.reconnect_attempts = 1;
+    try {
+      client_ = std::make_unique<core::RedisClient>(ro);
+      client_->command({"SADD", "orchard:runs", spec_.name});
+      client_->command({"DEL", run_key(spec_.name), procs_key(spec_.name)});
+      client_->command({"HSET", run_key(spec_.name), "status", "starting", "algorithm",
+                        orchestrator::algorithm_name(spec_.algorithm), "env", spec_.env.name, "run_dir",
+                        fs::absolute(spec_.run_dir).string(), "orchestrator_pid", std::to_string(::getpid()),
+                        "host", "localhost", "actors", std::to_string(spec_.actors.count), "budget_env_steps",
+                        std::to_string(spec_.budget.env_steps), "started_ms",
+                        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           std::chrono::system_clock::now().time_since_epoch())
+                                           .count())});
+      client_->command({"HSET", run_key(spec_.name), "spec", spec_.resolved_yaml()});
+    } catch (const Error& e) {
+      throw Error("run '" + spec_.name + "': cannot reach Redis at the start: " + e.what());
+    }
   }
+  fs::create_directories(logs_);
   // Every process reads this file: endpoints, tables and the Redis URL are filled in.
   spec_file_ = spec_.run_dir + "/spec.yaml";
-  {
-    std::string yaml = spec_.resolved_yaml();
-    std::ofstream(spec_file_) << yaml;
-    auto with_redis = RunSpec::load(spec_file_, {"redis=" + spec_.redis_url});
-    std::ofstream(spec_file_, std::ios::trunc) << with_redis.node().dump() << "\n";
-  }
+  std::ofstream(spec_file_) << spec_.resolved_yaml();
+  auto with_redis = RunSpec::load(spec_file_, {"redis=" + spec_.redis_url});
+  std::ofstream(spec_file_, std::ios::trunc) << with_redis.node().dump() << "\n";
+  register_run("starting");
   std::cout << "run " << spec_.name << ": " << orchestrator::algorithm_name(spec_.algorithm) << " on "
             << spec_.env.name << ", " << spec_.replay_shards << " shard(s), 1 learner, " << spec_.actors.count
             << " actor(s) x " << spec_.env.num_envs << " envs; run dir " << spec_.run_dir << "; redis "
             << spec_.redis_url << std::endl;
 
+  boost::asio::io_context io;
+  orchestrator::SchedulerOptions so;
+  so.max_restarts = opts_.max_restarts;
+  sched_ = std::make_unique<orchestrator::Scheduler>(io, so);
+  sched_->on_event = [this](const orchestrator::SchedulerEvent& e) { on_event(e); };
   for (int64_t i = 0; i < spec_.replay_shards; ++i) {
-    Proc p;
+    orchestrator::ProcessSpec p;
     p.name = "replay-" + std::to_string(i);
     p.role = "replay";
+    p.group = 0;
     p.argv = {bin_ + "/orchard-replay", "--config", spec_file_, "--bind", spec_.replay_endpoints[i], "--shard-index",
               std::to_string(i), "--name", p.name, "--checkpoint-dir", spec_.run_dir + "/replay"};
-    p.log = logs_ + "/" + p.name + ".log";
-    procs_.push_back(p);
+    p.log_path = logs_ + "/" + p.name + ".log";
+    sched_->add(p);
   }
   {
-    Proc p;
+    orchestrator::ProcessSpec p;
     p.name = "learner-0";
     p.role = "learner";
+    p.group = 1;
     p.argv = {bin_ + "/orchard-learner", "--spec", spec_file_};
-    p.log = logs_ + "/learner-0.log";
-    procs_.push_back(p);
+    p.log_path = logs_ + "/learner-0.log";
+    p.clean_exit_ends_run = true;
+    sched_->add(p);
   }
-  for (int64_t i = 0; i < spec_.actors.count; ++i) {
-    Proc p;
-    p.name = "actor-" + std::to_string(i);
-    p.role = "actor";
-    p.argv = {bin_ + "/orchard-actor", "--spec", spec_file_, "--actor-id", std::to_string(i)};
-    p.log = logs_ + "/" + p.name + ".log";
-    procs_.push_back(p);
-  }
-  // Start order: shards, then the learner, then the actors; each group ready before the next.
-  for (const char* role : {"replay", "learner", "actor"}) {
-    for (auto& p : procs_)
-      if (p.role == role) start(p);
-    for (auto& p : procs_)
-      if (p.role == role) await_ready(p, 60);
-  }
-  client_->command({"HSET", "orchard:run:" + spec_.name, "status", "running"});
-  const double ready_s = now_s() - started_;
-  std::cout << "all processes ready after " << ready_s << " s" << std::endl;
+  for (int64_t i = 0; i < spec_.actors.count; ++i) sched_->add(actor_spec(next_actor_id_++));
+  desired_actors_ = spec_.actors.count;
 
-  std::string outcome;
-  double next_progress = now_s() + 2;
-  while (outcome.empty()) {
-    if (core::Shutdown::requested()) {
-      outcome = "stopped";
-      break;
-    }
-    for (auto& p : procs_) {
-      if (p.pid > 0) {
-        int status = 0;
-        if (::waitpid(p.pid, &status, WNOHANG) != p.pid) continue;
-        p.pid = -1;
-        p.last_status = status;
-        const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        const std::string how =
-            WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status)) : "signal " + std::to_string(WTERMSIG(status));
-        if (p.role == "learner" && clean) {
-          event("exit", p.name, how + " (the learner ended the run)");
-          p.done = true;
-          outcome = "finished";
-          break;
+  double ready_at = 0;
+  sched_->on_ready = [&] {
+    ready_at = steady_seconds() - started_;
+    std::cout << "all processes ready after " << ready_at << " s" << std::endl;
+    redis_call([&](core::RedisClient& c) { c.command({"HSET", run_key(spec_.name), "status", "running"}); });
+    register_run("running");
+  };
+  bool done = false;
+  sched_->on_done = [&](RunOutcome o, const std::string& why) {
+    outcome_ = o;
+    reason_ = why;
+    done = true;
+    io.stop();
+  };
+  // Heartbeats: a process that has been running for the grace period without a live key is hung.
+  sched_->set_liveness_check(
+      [this](const orchestrator::ProcInfo& p) {
+        if (steady_seconds() - p.started_at < opts_.heartbeat_grace_s) return true;
+        bool alive = true;
+        try {
+          alive = client_->command({"EXISTS", heartbeat_key(spec_.name, p.spec.name)}).integer == 1;
+        } catch (const Error&) {
+          alive = true;  // Redis is down: no evidence against the process
         }
-        if (p.restarts >= max_restarts_) {
-          event("failed", p.name, how + "; restart budget of " + std::to_string(max_restarts_) + " used up");
-          outcome = p.name + " failed " + std::to_string(p.restarts + 1) + " times (last: " + how + "); log " + p.log +
-                    " ends:\n" + tail(read_file(p.log), 1500);
-          break;
-        }
-        const double backoff = std::min(30.0, 0.5 * static_cast<double>(1 << std::min(p.restarts, 6)));
-        p.restart_at = now_s() + backoff;
-        event("exit", p.name, how + "; restarting in " + std::to_string(backoff).substr(0, 4) + " s");
-      } else if (p.restart_at > 0 && now_s() >= p.restart_at && !p.done) {
-        ++p.restarts;
-        start(p);
-        event("restart", p.name, "restart " + std::to_string(p.restarts));
-      }
-    }
-    if (!outcome.empty()) break;
-    if (now_s() >= next_progress) {
-      progress();
-      next_progress = now_s() + 5;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+        return alive;
+      },
+      5.0);
 
-  const bool stopped_by_user = outcome == "stopped";
-  stop_group("actor", 15000);
-  stop_group("learner", 60000);
-  stop_group("replay", 30000);
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  std::function<void()> arm_signals = [&] {
+    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      std::cout << "\n[signal] " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << ": stopping the run" << std::endl;
+      outcome_ = RunOutcome::kStopped;
+      sched_->stop(RunOutcome::kStopped, "signal");
+      arm_signals();
+    });
+  };
+  arm_signals();
+  boost::asio::steady_timer control_timer(io);
+  std::function<void()> arm_control = [&] {
+    control_timer.expires_after(std::chrono::seconds(1));
+    control_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (ec || done) return;
+      control();
+      arm_control();
+    });
+  };
+  next_progress_ = steady_seconds() + 5;
+  arm_control();
+  sched_->start();
+  io.run();
+  signals.cancel();
+  control_timer.cancel();
+
   nlohmann::json result;
   const std::string result_path = spec_.run_dir + "/result.json";
   if (fs::exists(result_path)) {
@@ -330,38 +357,45 @@ int LocalRun::run() {
     }
   }
   int code = 0;
+  const bool stopped = outcome_ == RunOutcome::kStopped;
   std::cout << "\nrun " << spec_.name << " ";
-  if (outcome == "finished" || (stopped_by_user && result.is_object())) {
+  if ((outcome_ == RunOutcome::kFinished || stopped) && result.is_object()) {
     const std::string reason = result.value("reason", "unknown");
-    std::cout << (stopped_by_user ? "stopped" : "finished") << ": " << reason;
+    std::cout << (stopped ? "stopped" : "finished") << ": " << reason;
     if (result.contains("eval_mean") && result["eval_mean"].is_number())
       std::cout << "; final evaluation mean return " << result["eval_mean"].get<double>() << " (min "
                 << result["eval_min"].get<double>() << ")";
-    const double secs = now_s() - started_;
+    const double secs = steady_seconds() - started_;
     const int64_t steps = result.value("env_steps", int64_t{0});
     std::cout << "\n  " << steps << " env steps, " << result.value("updates", int64_t{0}) << " updates in " << secs
-              << " s (" << static_cast<int64_t>(static_cast<double>(steps) / std::max(1e-9, secs)) << " env steps/s)"
+              << " s (" << static_cast<int64_t>(static_cast<double>(steps) / std::max(1e-9, secs))
+              << " env steps/s); processes ready after " << ready_at << " s"
               << "\n  checkpoint " << result.value("checkpoint", std::string("none")) << "\n  logs " << logs_ << std::endl;
     if (spec_.budget.has_target && reason != "target_return") {
       std::cout << "  target return " << spec_.budget.target_return << " not reached" << std::endl;
-      code = stopped_by_user ? 130 : 3;
-    } else if (stopped_by_user) {
+      code = stopped ? 130 : 3;
+    } else if (stopped) {
       code = 130;
     }
-  } else if (stopped_by_user) {
+  } else if (stopped) {
     std::cout << "stopped before the learner reported a result" << std::endl;
     code = 130;
   } else {
-    std::cout << "failed: " << outcome << std::endl;
+    std::cout << "failed: " << reason_;
+    for (const auto& [name, p] : sched_->processes()) {
+      if (reason_.rfind(name + " ", 0) == 0)
+        std::cout << "\n  " << p.spec.log_path << " ends:\n" << tail(read_file(p.spec.log_path), 1500);
+    }
+    std::cout << std::endl;
     code = 1;
   }
-  if (client_) {
-    try {
-      client_->command({"HSET", "orchard:run:" + spec_.name, "status", code == 0 ? "finished" : "failed", "exit_code",
-                        std::to_string(code)});
-    } catch (const Error&) {
-    }
-  }
+  const std::string status = code == 0 ? "finished" : stopped ? "stopped" : code == 3 ? "budget_exhausted" : "failed";
+  redis_call([&](core::RedisClient& c) {
+    c.command({"HSET", run_key(spec_.name), "status", status, "exit_code", std::to_string(code), "reason",
+               result.is_object() ? result.value("reason", reason_) : reason_});
+  });
+  register_run(status);
+  sched_.reset();
   client_.reset();
   if (redis_) redis_->stop();
   return code;
@@ -370,7 +404,6 @@ int LocalRun::run() {
 }  // namespace
 
 void add_run(CLI::App& app, int* exit_code) {
-  auto* cmd = app.add_subcommand("run", "Run a training job on this machine from a run spec (docs/run-spec.md)");
   struct Args {
     std::string spec;
     std::vector<std::string> sets;
@@ -379,14 +412,16 @@ void add_run(CLI::App& app, int* exit_code) {
     int max_restarts = 5;
   };
   auto args = std::make_shared<Args>();
-  cmd->add_option("spec", args->spec, "Run spec (YAML)")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--set", args->sets, "Override a spec key: key.path=value (repeatable)");
-  cmd->add_option("--redis", args->redis, "Redis URL (default: the spec's, else an embedded redis-server)");
-  cmd->add_flag("--resume", args->resume, "Continue the run from its checkpoints in the run directory");
-  cmd->add_flag("-q,--quiet", args->quiet, "Fewer lines: no per-process start lines");
-  cmd->add_option("--max-restarts", args->max_restarts, "Restarts allowed per process before the run fails")
-      ->check(CLI::Range(0, 1000));
-  cmd->callback([args, exit_code] {
+  auto common = [args](CLI::App* cmd) {
+    cmd->add_option("spec", args->spec, "Run spec (YAML)")->required()->check(CLI::ExistingFile);
+    cmd->add_option("--set", args->sets, "Override a spec key: key.path=value (repeatable)");
+    cmd->add_option("--redis", args->redis, "Redis URL (default: the spec's, else an embedded redis-server)");
+    cmd->add_flag("--resume", args->resume, "Continue the run from its checkpoints in the run directory");
+    cmd->add_flag("-q,--quiet", args->quiet, "Fewer lines: no per-process ready lines");
+    cmd->add_option("--max-restarts", args->max_restarts, "Restarts allowed per process before the run fails")
+        ->check(CLI::Range(0, 1000));
+  };
+  auto prepare = [args]() {
     std::vector<std::string> sets = args->sets;
     if (!args->redis.empty()) sets.push_back("redis=" + args->redis);
     RunSpec spec = RunSpec::load(args->spec, sets);
@@ -395,12 +430,73 @@ void add_run(CLI::App& app, int* exit_code) {
     if (!args->resume && fs::exists(ckpt))
       throw Error("run '" + spec.name + "' already has a checkpoint (" + ckpt + "); use --resume to continue it, or "
                   "another name (--set name=...) or run_dir to start afresh");
-    if (args->resume && !fs::exists(ckpt))
-      throw Error("--resume: run '" + spec.name + "' has no checkpoint at " + ckpt);
+    if (args->resume && !fs::exists(ckpt)) throw Error("--resume: run '" + spec.name + "' has no checkpoint at " + ckpt);
+    // Port clashes are found now, not as a shard that cannot bind later.
+    std::vector<std::string> endpoints = spec.replay_endpoints;
+    endpoints.push_back(spec.weights_endpoint);
+    std::set<std::string> seen;
+    for (const auto& ep : endpoints) {
+      if (!seen.insert(ep).second) throw Error("run spec: endpoint " + ep + " is used twice (endpoints.replay/weights)");
+      std::smatch m;
+      if (!std::regex_match(ep, m, std::regex("tcp://(127\\.0\\.0\\.1|localhost|0\\.0\\.0\\.0|\\*):([0-9]+)"))) continue;
+      if (core::tcp_port_open("127.0.0.1", static_cast<uint16_t>(std::stoi(m[2])), 200))
+        throw Error("run spec: endpoint " + ep + ": port " + std::string(m[2]) +
+                    " is already in use on this machine (leave endpoints out to have free ports picked)");
+    }
+    return spec;
+  };
+
+  auto* run = app.add_subcommand("run", "Run a training job on this machine from a run spec (docs/run-spec.md)");
+  common(run);
+  run->callback([args, exit_code, prepare] {
+    RunSpec spec = prepare();
     if (!args->resume) fs::remove_all(spec.run_dir + "/replay");  // no stale replay checkpoints
-    core::Shutdown::install();
-    LocalRun run(std::move(spec), args->quiet, args->max_restarts);
-    *exit_code = run.run();
+    LocalRun r(std::move(spec), RunOptions{args->quiet, args->max_restarts});
+    *exit_code = r.run();
+  });
+
+  auto* up = app.add_subcommand("up", "Start a run in the background (like run, detached); prints its name");
+  common(up);
+  up->callback([args, exit_code, prepare] {
+    RunSpec spec = prepare();  // every spec error is reported here, before anything starts
+    fs::create_directories(spec.run_dir);
+    const std::string log = spec.run_dir + "/orchard.log";
+    std::vector<std::string> argv = {orchestrator::self_dir() + "/orchard", "run", args->spec, "-q", "--max-restarts",
+                                     std::to_string(args->max_restarts)};
+    for (const auto& s : args->sets) argv.insert(argv.end(), {"--set", s});
+    if (!args->redis.empty()) argv.insert(argv.end(), {"--redis", args->redis});
+    if (args->resume) argv.push_back("--resume");
+    // A new session, no parent-death signal: the run outlives this command and the terminal.
+    orchestrator::SpawnOptions so;
+    so.parent_death_signal = 0;
+    so.new_process_group = true;
+    so.stdout_path = log;
+    so.stderr_path = log;
+    fs::remove(registry_path(spec.name));
+    const pid_t pid = orchestrator::spawn_process(argv, so);
+    // Wait until the run is up (registry says running) or the orchestrator gave up.
+    for (int i = 0; i < 1200; ++i) {
+      int status = 0;
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        std::cerr << "orchard up: the run exited during start-up; " << log << " ends:\n"
+                  << tail(read_file(log), 2000) << "\n";
+        *exit_code = 1;
+        return;
+      }
+      try {
+        if (read_registry(spec.name).value("status", "") == "running") {
+          std::cout << "run " << spec.name << " is up (orchestrator pid " << pid << ", log " << log << ")\n"
+                    << "  orchard status " << spec.name << " | orchard top " << spec.name << " | orchard logs "
+                    << spec.name << " -f | orchard scale " << spec.name << " actors=N | orchard stop " << spec.name
+                    << "\n";
+          return;
+        }
+      } catch (const Error&) {
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    std::cerr << "orchard up: the run did not come up within 120 s; see " << log << "\n";
+    *exit_code = 1;
   });
 }
 

@@ -3,11 +3,16 @@
 //                  [--checkpoint-dir DIR] [--name replay-0] [--log-level info] [--json-logs]
 // Tables and server settings come from the spec's `replay:` section (docs/replay.md).
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <condition_variable>
 #include <iostream>
+#include <mutex>
+#include <thread>
 
 #include "orchard/core/config.h"
 #include "orchard/core/error.h"
 #include "orchard/core/logging.h"
+#include "orchard/core/metrics.h"
 #include "orchard/core/shutdown.h"
 #include "orchard/replay/server.h"
 
@@ -38,11 +43,53 @@ int main(int argc, char** argv) {
     for (const auto& o : overrides) spec.apply_override(o);
     auto options = orchard::replay::ServerOptions::parse(spec["replay"]);
     options.bind = bind;
+    std::vector<std::string> options_tables;
+    for (const auto& t : options.tables) options_tables.push_back(t.name);
     options.name = name;
     if (!checkpoint_dir.empty()) options.checkpoint_dir = checkpoint_dir;
     orchard::replay::ShardServer server(std::move(options));
     std::cout << "ready " << server.endpoint() << std::endl;
+    // In a run (the spec names the run and its Redis): a heartbeat for the orchestrator and
+    // the tables' fill in the metrics:replay stream, from a side thread while run() serves.
+    std::mutex mu;
+    std::condition_variable cv;
+    bool stop_reporting = false;
+    std::thread reporter;
+    const std::string redis_url = spec["redis"].defined() ? spec.get_string("redis") : "";
+    const std::string run_name = spec["name"].defined() ? spec.get_string("name") : "";
+    if (!redis_url.empty() && !run_name.empty()) {
+      reporter = std::thread([&, redis_url, run_name] {
+        orchard::core::MetricsOptions mo;
+        mo.url = redis_url;
+        mo.stream = "orchard:run:" + run_name + ":metrics:replay";
+        mo.heartbeat_key = "orchard:run:" + run_name + ":proc:" + name + ":heartbeat";
+        orchard::core::MetricsReporter metrics(mo);
+        std::unique_lock<std::mutex> lock(mu);
+        int ticks = 0;
+        while (!stop_reporting) {
+          lock.unlock();
+          metrics.heartbeat();
+          if (++ticks % 5 == 0) {
+            for (const auto& t : options_tables) {
+              auto* table = server.table(t);
+              if (!table) continue;
+              metrics.report({{"shard", name}, {"table", t}, {"size", std::to_string(table->size())}});
+            }
+          }
+          lock.lock();
+          cv.wait_for(lock, std::chrono::seconds(1), [&] { return stop_reporting; });
+        }
+      });
+    }
     server.run();
+    if (reporter.joinable()) {
+      {
+        std::lock_guard<std::mutex> g(mu);
+        stop_reporting = true;
+      }
+      cv.notify_all();
+      reporter.join();
+    }
     return 0;
   } catch (const orchard::Error& e) {
     std::cerr << "orchard-replay: " << e.what() << "\n";

@@ -26,6 +26,10 @@ struct MetricsOptions {
   size_t max_buffered = 1000;    // entries held while Redis is unreachable
   int64_t maxlen = 100000;       // XADD MAXLEN ~ for the stream
   int retry_interval_ms = 2000;  // after a failure, no reconnect attempt before this
+  // Liveness for the orchestrator: heartbeat() sets this key (value: wall-clock ms) with a TTL.
+  std::string heartbeat_key;     // e.g. "orchard:run:quickstart:proc:actor-1:heartbeat"; empty: none
+  int heartbeat_ttl_s = 20;
+  double heartbeat_every_s = 1;  // heartbeat() writes at most this often
 };
 
 class MetricsReporter {
@@ -40,6 +44,9 @@ class MetricsReporter {
   void report(MetricFields fields);
   // Tries to send what is buffered now (e.g. before exit).
   void flush();
+  // Cheap to call every loop iteration: refreshes the heartbeat key when heartbeat_every_s has
+  // passed since the last write. Never throws; Redis trouble is retried later.
+  void heartbeat();
 
   bool enabled() const { return !options_.url.empty(); }
   uint64_t sent() const { return sent_; }
@@ -54,6 +61,8 @@ class MetricsReporter {
   std::deque<MetricFields> pending_;
   uint64_t sent_ = 0, dropped_ = 0;
   int64_t retry_after_ms_ = 0;  // steady-clock ms before which no connection is attempted
+  int64_t next_heartbeat_ms_ = 0;
+  bool connect();
 };
 
 // One field value: numbers in the shortest round-trip form ("0.1", "475", "nan").

@@ -1,0 +1,130 @@
+// The run scheduler: starts a run's processes in groups (replay shards, then learners, then
+// actors), waits for each to report ready, supervises them (exit status via SIGCHLD, optional
+// liveness checks such as Redis heartbeats), restarts a failed process with exponential backoff
+// within a restart budget, adds and removes processes while running (scaling), and stops the
+// run in reverse group order. Single-threaded: everything runs on one Boost.Asio io_context
+// (signals and timers), no locks.
+//
+// Processes are launched by the local backend (fork/exec in their own process group, stdout and
+// stderr appended to a per-process log file). A process is ready when its log shows a line that
+// starts with "ready".
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace orchard::orchestrator {
+
+struct ProcessSpec {
+  std::string name;                 // unique: "replay-0", "learner-0", "actor-3"
+  std::string role;                 // "replay", "learner", "actor" (free text, for events)
+  std::vector<std::string> argv;    // argv[0] absolute or on PATH
+  std::string log_path;             // stdout and stderr, appended
+  int group = 0;                    // started in ascending order, each group ready before the next
+  double ready_timeout_s = 60;      // a start that is not ready in time counts as a failure
+  // A clean exit (status 0) of this process ends the run (the learner, when its budget is done).
+  bool clean_exit_ends_run = false;
+  std::vector<int> cpus;            // pin to these CPUs (sched_setaffinity); empty: no pinning
+  std::vector<std::string> env;     // extra "KEY=value" environment entries
+};
+
+struct SchedulerOptions {
+  int max_restarts = 5;             // per process; one more failure stops the run (kFailed)
+  double backoff_initial_s = 0.5;   // first restart delay, doubled per restart of that process
+  double backoff_max_s = 30;
+  double stop_timeout_s = 20;       // SIGTERM, then SIGKILL after this long (per group)
+  double tick_s = 0.05;             // readiness polling and restart timers
+  int parent_death_signal = 15;     // SIGTERM to the children if the scheduler's process dies
+};
+
+enum class ProcState { kPending, kStarting, kRunning, kBackoff, kStopping, kExited };
+const char* proc_state_name(ProcState s);
+
+struct ProcInfo {
+  ProcessSpec spec;
+  ProcState state = ProcState::kPending;
+  pid_t pid = -1;
+  int restarts = 0;
+  double started_at = 0;            // steady seconds of the latest start
+  std::string last_exit;            // "exit 1", "signal 9", ""
+};
+
+enum class RunOutcome { kFinished, kStopped, kFailed };
+
+struct SchedulerEvent {
+  std::string kind;    // start, ready, exit, restart, failed, stop, scale
+  std::string proc;
+  std::string detail;
+};
+
+class Scheduler {
+ public:
+  Scheduler(boost::asio::io_context& io, SchedulerOptions options);
+  ~Scheduler();  // kills what is still running (SIGKILL) and reaps it
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Before start(): adds to the plan. While running: starts it now (scaling up) once every
+  // earlier group is up. Throws orchard::Error for a duplicate name.
+  void add(ProcessSpec spec);
+  // Stops one process for good (scaling down): SIGTERM, SIGKILL after stop_timeout_s; it is not
+  // restarted. Unknown names throw orchard::Error.
+  void remove(const std::string& name, const std::string& why);
+  // Starts group by group. on_ready fires once every process of every group is ready.
+  void start();
+  // Stops the run: the highest group first (actors), each group given stop_timeout_s to exit
+  // after SIGTERM, then SIGKILL; on_done(outcome, reason) fires when all have exited.
+  void stop(RunOutcome outcome, const std::string& reason);
+  // Liveness: called every `every_s` for each running (ready) process; returning false means the
+  // process is hung — it is killed (SIGKILL) and handled like a crash.
+  void set_liveness_check(std::function<bool(const ProcInfo&)> alive, double every_s);
+
+  std::function<void(const SchedulerEvent&)> on_event;
+  std::function<void()> on_ready;
+  std::function<void(RunOutcome, const std::string&)> on_done;
+
+  const std::map<std::string, ProcInfo>& processes() const { return procs_; }
+  bool running() const { return phase_ == Phase::kRunning; }
+  bool stopping() const { return phase_ == Phase::kStopping || phase_ == Phase::kDone; }
+  int count(const std::string& role) const;  // processes of a role not stopped for good
+
+ private:
+  enum class Phase { kIdle, kStarting, kRunning, kStopping, kDone };
+  struct Impl;
+  void launch(ProcInfo& p);
+  void tick();
+  void on_sigchld();
+  void handle_exit(ProcInfo& p, int status);
+  void emit(const std::string& kind, const std::string& proc, const std::string& detail);
+  void advance_start();
+  void advance_stop();
+  bool log_shows_ready(ProcInfo& p);
+
+  std::unique_ptr<Impl> impl_;
+  SchedulerOptions options_;
+  std::map<std::string, ProcInfo> procs_;
+  std::map<std::string, size_t> log_offsets_;
+  std::map<std::string, std::string> log_pending_;
+  std::map<std::string, bool> removed_;  // stopped for good (scale down)
+  Phase phase_ = Phase::kIdle;
+  int starting_group_ = 0;
+  int stopping_group_ = 0;
+  double group_stop_deadline_ = 0;
+  RunOutcome outcome_ = RunOutcome::kFinished;
+  std::string reason_;
+  std::function<bool(const ProcInfo&)> alive_;
+  double alive_every_s_ = 0, next_alive_check_ = 0;
+};
+
+double steady_seconds();
+
+}  // namespace orchard::orchestrator

@@ -1,0 +1,115 @@
+#include "run_registry.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "orchard/core/error.h"
+
+namespace fs = std::filesystem;
+
+namespace orchard::cli {
+
+std::string orchard_home() {
+  if (const char* h = std::getenv("ORCHARD_HOME"); h && *h) return h;
+  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.orchard";
+  return "/tmp/orchard-home";
+}
+
+std::string registry_path(const std::string& run) { return orchard_home() + "/runs/" + run + ".json"; }
+
+void write_registry(const std::string& run, const nlohmann::json& entry) {
+  fs::create_directories(orchard_home() + "/runs");
+  const std::string path = registry_path(run), tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << entry.dump(2) << "\n";
+    if (!out) throw Error("cannot write " + tmp);
+  }
+  fs::rename(tmp, path);
+}
+
+nlohmann::json read_registry(const std::string& run) {
+  const std::string path = registry_path(run);
+  std::ifstream in(path);
+  if (!in)
+    throw Error("no run named '" + run + "' on this machine (looked for " + path +
+                "); `orchard status` lists the runs, --redis URL reaches a run's Redis directly");
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw Error(path + ": unreadable run entry: " + e.what());
+  }
+}
+
+std::vector<std::string> registry_runs() {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(orchard_home() + "/runs", ec))
+    if (e.path().extension() == ".json") out.push_back(e.path().stem().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::unique_ptr<core::RedisClient> connect_run(const std::string& run, const std::string& redis_url) {
+  std::string url = redis_url;
+  if (url.empty()) url = read_registry(run).value("redis", "");
+  if (url.empty()) throw Error("run '" + run + "': no Redis URL known; pass --redis URL");
+  auto o = core::RedisOptions::from_url(url);
+  o.connect_timeout_ms = 1000;
+  o.reconnect_attempts = 1;
+  try {
+    return std::make_unique<core::RedisClient>(o);
+  } catch (const Error& e) {
+    throw Error("run '" + run + "': its Redis is not reachable (" + e.what() +
+                "); the run has probably ended (its embedded Redis stops with it)");
+  }
+}
+
+std::vector<std::pair<std::string, std::string>> hgetall(core::RedisClient& c, const std::string& key) {
+  auto r = c.command({"HGETALL", key});
+  std::vector<std::pair<std::string, std::string>> out;
+  for (size_t i = 0; i + 1 < r.elements.size(); i += 2) out.emplace_back(r.elements[i].str, r.elements[i + 1].str);
+  return out;
+}
+
+namespace {
+std::vector<std::pair<std::string, std::string>> entry_fields(const core::RedisReply& entry) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (entry.elements.size() < 2) return out;
+  const auto& f = entry.elements[1].elements;
+  for (size_t i = 0; i + 1 < f.size(); i += 2) out.emplace_back(f[i].str, f[i + 1].str);
+  return out;
+}
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> latest_entry(core::RedisClient& c, const std::string& stream) {
+  auto r = c.command({"XREVRANGE", stream, "+", "-", "COUNT", "1"});
+  if (r.elements.empty()) return {};
+  return entry_fields(r.elements[0]);
+}
+
+std::vector<std::vector<std::pair<std::string, std::string>>> latest_per(core::RedisClient& c,
+                                                                         const std::string& stream,
+                                                                         const std::string& group_field, int scan) {
+  auto r = c.command({"XREVRANGE", stream, "+", "-", "COUNT", std::to_string(scan)});
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> newest;
+  for (const auto& e : r.elements) {
+    auto f = entry_fields(e);
+    const std::string key = field(f, group_field);
+    if (!newest.count(key)) newest[key] = f;
+  }
+  std::vector<std::vector<std::pair<std::string, std::string>>> out;
+  for (auto& [k, v] : newest) out.push_back(v);
+  return out;
+}
+
+std::string field(const std::vector<std::pair<std::string, std::string>>& fields, const std::string& name,
+                  const std::string& def) {
+  for (const auto& [k, v] : fields)
+    if (k == name) return v;
+  return def;
+}
+
+}  // namespace orchard::cli

@@ -1,0 +1,348 @@
+#include "orchard/orchestrator/scheduler.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+
+#include "orchard/core/error.h"
+#include "orchard/orchestrator/process.h"
+
+namespace orchard::orchestrator {
+
+double steady_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+const char* proc_state_name(ProcState s) {
+  switch (s) {
+    case ProcState::kPending: return "pending";
+    case ProcState::kStarting: return "starting";
+    case ProcState::kRunning: return "running";
+    case ProcState::kBackoff: return "backoff";
+    case ProcState::kStopping: return "stopping";
+    case ProcState::kExited: return "exited";
+  }
+  return "?";
+}
+
+namespace {
+std::string describe_status(int status) {
+  if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
+  return "status " + std::to_string(status);
+}
+}  // namespace
+
+struct Scheduler::Impl {
+  explicit Impl(boost::asio::io_context& io) : io(io), sigchld(io, SIGCHLD), timer(io) {}
+  boost::asio::io_context& io;
+  boost::asio::signal_set sigchld;
+  boost::asio::steady_timer timer;
+  std::map<std::string, double> restart_at;  // kBackoff: when to start again
+  std::map<std::string, double> kill_at;     // kStopping: SIGKILL after this
+};
+
+Scheduler::Scheduler(boost::asio::io_context& io, SchedulerOptions options)
+    : impl_(std::make_unique<Impl>(io)), options_(options) {}
+
+Scheduler::~Scheduler() {
+  for (auto& [name, p] : procs_) {
+    if (p.pid > 0) {
+      ::kill(p.pid, SIGKILL);
+      int status;
+      ::waitpid(p.pid, &status, 0);
+      p.pid = -1;
+    }
+  }
+}
+
+void Scheduler::emit(const std::string& kind, const std::string& proc, const std::string& detail) {
+  if (on_event) on_event({kind, proc, detail});
+}
+
+int Scheduler::count(const std::string& role) const {
+  int n = 0;
+  for (const auto& [name, p] : procs_)
+    if (p.spec.role == role && !removed_.count(name) && p.state != ProcState::kExited) ++n;
+  return n;
+}
+
+void Scheduler::add(ProcessSpec spec) {
+  if (procs_.count(spec.name)) throw Error("scheduler: a process named '" + spec.name + "' already exists");
+  if (spec.argv.empty()) throw Error("scheduler: process '" + spec.name + "' has no command");
+  const std::string name = spec.name;
+  ProcInfo info;
+  info.spec = std::move(spec);
+  auto& p = procs_.emplace(name, std::move(info)).first->second;
+  if (phase_ == Phase::kRunning) launch(p);  // scaling up: every group is up already
+}
+
+void Scheduler::remove(const std::string& name, const std::string& why) {
+  auto it = procs_.find(name);
+  if (it == procs_.end()) throw Error("scheduler: no process named '" + name + "'");
+  ProcInfo& p = it->second;
+  removed_[name] = true;
+  emit("stop", name, why);
+  if (p.pid > 0) {
+    ::kill(p.pid, SIGTERM);
+    p.state = ProcState::kStopping;
+    impl_->kill_at[name] = steady_seconds() + options_.stop_timeout_s;
+  } else {
+    p.state = ProcState::kExited;
+  }
+}
+
+void Scheduler::set_liveness_check(std::function<bool(const ProcInfo&)> alive, double every_s) {
+  alive_ = std::move(alive);
+  alive_every_s_ = every_s;
+  next_alive_check_ = steady_seconds() + every_s;
+}
+
+void Scheduler::launch(ProcInfo& p) {
+  SpawnOptions so;
+  so.stdout_path = p.spec.log_path;
+  so.stderr_path = p.spec.log_path;
+  so.new_process_group = true;  // a terminal's Ctrl-C reaches the scheduler only; it stops the run in order
+  so.parent_death_signal = options_.parent_death_signal;
+  so.extra_env = p.spec.env;
+  so.cpus = p.spec.cpus;
+  // Readiness is read from the log: skip what earlier incarnations wrote.
+  {
+    std::ifstream in(p.spec.log_path, std::ios::ate | std::ios::binary);
+    log_offsets_[p.spec.name] = in ? static_cast<size_t>(in.tellg()) : 0;
+    log_pending_[p.spec.name].clear();
+  }
+  p.pid = spawn_process(p.spec.argv, so);
+  p.state = ProcState::kStarting;
+  p.started_at = steady_seconds();
+  emit("start", p.spec.name, "pid " + std::to_string(p.pid));
+}
+
+bool Scheduler::log_shows_ready(ProcInfo& p) {
+  std::ifstream in(p.spec.log_path, std::ios::binary);
+  if (!in) return false;
+  size_t& offset = log_offsets_[p.spec.name];
+  in.seekg(static_cast<std::streamoff>(offset));
+  std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  offset += chunk.size();
+  std::string& pending = log_pending_[p.spec.name];
+  pending += chunk;
+  size_t nl;
+  bool ready = false;
+  while ((nl = pending.find('\n')) != std::string::npos) {
+    if (pending.compare(0, 5, "ready") == 0) ready = true;
+    pending.erase(0, nl + 1);
+  }
+  if (pending.size() > 65536) pending.erase(0, pending.size() - 4096);
+  return ready;
+}
+
+void Scheduler::start() {
+  if (phase_ != Phase::kIdle) throw Error("scheduler: start() called twice");
+  phase_ = Phase::kStarting;
+  impl_->sigchld.async_wait([this](const boost::system::error_code& ec, int) {
+    if (!ec) on_sigchld();
+  });
+  starting_group_ = INT32_MIN;
+  advance_start();
+  tick();
+}
+
+void Scheduler::advance_start() {
+  // The lowest group with a pending process starts once every lower group is running.
+  for (;;) {
+    int next = INT32_MAX;
+    bool lower_busy = false;
+    for (auto& [name, p] : procs_) {
+      if (removed_.count(name)) continue;
+      if (p.state == ProcState::kPending) next = std::min(next, p.spec.group);
+    }
+    if (next == INT32_MAX) {
+      bool all_up = true;
+      for (auto& [name, p] : procs_)
+        if (!removed_.count(name) && p.state != ProcState::kRunning) all_up = false;
+      if (all_up && phase_ == Phase::kStarting) {
+        phase_ = Phase::kRunning;
+        if (on_ready) on_ready();
+      }
+      return;
+    }
+    for (auto& [name, p] : procs_)
+      if (!removed_.count(name) && p.spec.group < next && p.state != ProcState::kRunning) lower_busy = true;
+    if (lower_busy) return;
+    starting_group_ = next;
+    for (auto& [name, p] : procs_)
+      if (!removed_.count(name) && p.state == ProcState::kPending && p.spec.group == next) launch(p);
+    return;
+  }
+}
+
+void Scheduler::on_sigchld() {
+  // One SIGCHLD may stand for several exits: reap every known child that has exited.
+  for (auto& [name, p] : procs_) {
+    if (p.pid <= 0) continue;
+    int status = 0;
+    pid_t r = ::waitpid(p.pid, &status, WNOHANG);
+    if (r == p.pid) handle_exit(p, status);
+  }
+  if (phase_ != Phase::kDone) {
+    impl_->sigchld.async_wait([this](const boost::system::error_code& ec, int) {
+      if (!ec) on_sigchld();
+    });
+  }
+}
+
+void Scheduler::handle_exit(ProcInfo& p, int status) {
+  const std::string how = describe_status(status);
+  p.pid = -1;
+  p.last_exit = how;
+  impl_->kill_at.erase(p.spec.name);
+  const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (phase_ == Phase::kStopping || phase_ == Phase::kDone || removed_.count(p.spec.name)) {
+    p.state = ProcState::kExited;
+    emit("exit", p.spec.name, how);
+    if (phase_ == Phase::kStopping) advance_stop();
+    return;
+  }
+  if (clean && p.spec.clean_exit_ends_run) {
+    p.state = ProcState::kExited;
+    emit("exit", p.spec.name, how + " (ends the run)");
+    stop(RunOutcome::kFinished, p.spec.name + " finished");
+    return;
+  }
+  if (p.restarts >= options_.max_restarts) {
+    p.state = ProcState::kExited;
+    emit("failed", p.spec.name, how + "; restart budget of " + std::to_string(options_.max_restarts) + " used up");
+    stop(RunOutcome::kFailed, p.spec.name + " failed " + std::to_string(p.restarts + 1) + " times (last: " + how +
+                                  "); see " + p.spec.log_path);
+    return;
+  }
+  const double backoff =
+      std::min(options_.backoff_max_s, options_.backoff_initial_s * std::pow(2.0, static_cast<double>(p.restarts)));
+  p.state = ProcState::kBackoff;
+  impl_->restart_at[p.spec.name] = steady_seconds() + backoff;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2g", backoff);
+  emit("exit", p.spec.name, how + "; restarting in " + buf + " s");
+}
+
+void Scheduler::stop(RunOutcome outcome, const std::string& reason) {
+  if (phase_ == Phase::kStopping || phase_ == Phase::kDone) return;
+  outcome_ = outcome;
+  reason_ = reason;
+  phase_ = Phase::kStopping;
+  emit("stop", "run", reason);
+  stopping_group_ = INT32_MAX;
+  group_stop_deadline_ = 0;
+  for (auto& [name, p] : procs_)
+    if (p.state == ProcState::kBackoff || p.state == ProcState::kPending) p.state = ProcState::kExited;
+  advance_stop();
+}
+
+void Scheduler::advance_stop() {
+  // Highest group first; the next group gets SIGTERM once the current one has exited.
+  for (;;) {
+    bool current_alive = false;
+    for (auto& [name, p] : procs_)
+      if (p.pid > 0 && p.spec.group == stopping_group_) current_alive = true;
+    if (current_alive) return;
+    int next = INT32_MIN;
+    for (auto& [name, p] : procs_)
+      if (p.pid > 0 && p.spec.group < stopping_group_) next = std::max(next, p.spec.group);
+    if (next == INT32_MIN) {
+      // Every process has exited.
+      for (auto& [name, p] : procs_)
+        if (p.pid <= 0) p.state = ProcState::kExited;
+      if (phase_ != Phase::kDone) {
+        phase_ = Phase::kDone;
+        impl_->timer.cancel();
+        impl_->sigchld.cancel();
+        if (on_done) on_done(outcome_, reason_);
+      }
+      return;
+    }
+    stopping_group_ = next;
+    group_stop_deadline_ = steady_seconds() + options_.stop_timeout_s;
+    for (auto& [name, p] : procs_) {
+      if (p.pid > 0 && p.spec.group == next) {
+        ::kill(p.pid, SIGTERM);
+        p.state = ProcState::kStopping;
+      }
+    }
+  }
+}
+
+void Scheduler::tick() {
+  if (phase_ == Phase::kDone) return;
+  const double now = steady_seconds();
+  // Readiness.
+  bool became_ready = false;
+  for (auto& [name, p] : procs_) {
+    if (p.state != ProcState::kStarting) continue;
+    if (log_shows_ready(p)) {
+      p.state = ProcState::kRunning;
+      emit("ready", name, "after " + std::to_string(static_cast<int>((now - p.started_at) * 1000)) + " ms");
+      became_ready = true;
+    } else if (now - p.started_at > p.spec.ready_timeout_s && p.pid > 0) {
+      emit("timeout", name, "not ready within " + std::to_string(static_cast<int>(p.spec.ready_timeout_s)) + " s");
+      ::kill(p.pid, SIGKILL);  // reaped by on_sigchld, then restarted or failed
+    }
+  }
+  if (became_ready && phase_ == Phase::kStarting) advance_start();
+  // Restarts after backoff.
+  for (auto it = impl_->restart_at.begin(); it != impl_->restart_at.end();) {
+    ProcInfo& p = procs_.at(it->first);
+    if (p.state != ProcState::kBackoff) {
+      it = impl_->restart_at.erase(it);
+      continue;
+    }
+    if (now >= it->second) {
+      ++p.restarts;
+      emit("restart", p.spec.name, "restart " + std::to_string(p.restarts));
+      try {
+        launch(p);
+      } catch (const Error& e) {
+        p.state = ProcState::kExited;
+        stop(RunOutcome::kFailed, p.spec.name + " could not be restarted: " + e.what());
+      }
+      it = impl_->restart_at.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // Scale-down stops that overran their time.
+  for (auto& [name, at] : impl_->kill_at) {
+    ProcInfo& p = procs_.at(name);
+    if (p.pid > 0 && now >= at) ::kill(p.pid, SIGKILL);
+  }
+  // Run stop: the current group overran its time.
+  if (phase_ == Phase::kStopping && group_stop_deadline_ > 0 && now >= group_stop_deadline_) {
+    for (auto& [name, p] : procs_)
+      if (p.pid > 0 && p.spec.group == stopping_group_) ::kill(p.pid, SIGKILL);
+    group_stop_deadline_ = now + options_.stop_timeout_s;
+  }
+  // Liveness (heartbeats).
+  if (alive_ && phase_ == Phase::kRunning && now >= next_alive_check_) {
+    next_alive_check_ = now + alive_every_s_;
+    for (auto& [name, p] : procs_) {
+      if (p.state != ProcState::kRunning || p.pid <= 0 || removed_.count(name)) continue;
+      if (!alive_(p)) {
+        emit("hung", name, "no heartbeat; killing it");
+        ::kill(p.pid, SIGKILL);
+      }
+    }
+  }
+  impl_->timer.expires_after(std::chrono::microseconds(static_cast<int64_t>(options_.tick_s * 1e6)));
+  impl_->timer.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) tick();
+  });
+}
+
+}  // namespace orchard::orchestrator

@@ -1,0 +1,237 @@
+// The orchestrator with real runs: processes killed with SIGKILL mid-run come back and the run
+// finishes; actors scaled up and down through `orchard up/scale/status/logs/top/stop`; Redis
+// going down and coming back mid-run; invalid specs refused before anything starts; and no
+// process left behind.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "orchard/core/net.h"
+#include "orchard/core/redis.h"
+#include "orchard/core/wire.h"
+#include "support/child_process.h"
+#include "support/redis_server.h"
+
+namespace fs = std::filesystem;
+using orchard::testing::ChildProcess;
+using orchard::testing::orchard_bin;
+
+namespace {
+
+struct Dir {
+  fs::path path;
+  explicit Dir(const std::string& name) {
+    path = fs::temp_directory_path() / ("orchard-orch-" + name + "-" + std::to_string(::getpid()));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~Dir() { fs::remove_all(path); }
+};
+
+// Every "[start] NAME: pid N" line of an orchard run's output.
+std::map<pid_t, std::string> started(const std::string& out) {
+  std::map<pid_t, std::string> pids;
+  std::regex re("\\[start\\] ([a-z]+-[0-9]+): pid ([0-9]+)");
+  for (std::sregex_iterator it(out.begin(), out.end(), re), end; it != end; ++it)
+    pids[static_cast<pid_t>(std::stol((*it)[2]))] = (*it)[1];
+  return pids;
+}
+
+void expect_no_orphans(const std::string& out) {
+  for (const auto& [pid, name] : started(out)) EXPECT_NE(::kill(pid, 0), 0) << name << " pid " << pid << " still alive";
+}
+
+pid_t latest_pid(const std::string& out, const std::string& name) {
+  pid_t pid = -1;
+  for (const auto& [p, n] : started(out))
+    if (n == name) pid = std::max(pid, p);
+  return pid;
+}
+
+nlohmann::json read_json(const fs::path& p) {
+  std::ifstream in(p);
+  return nlohmann::json::parse(in);
+}
+
+std::string ppo_spec(const fs::path& dir, const std::string& name, const std::string& budget,
+                     const std::string& extra = "") {
+  std::ofstream(dir / "spec.yaml") << "name: " << name << "\nseed: 2\nenv: {name: CartPole-v1, num_envs: 4}\n"
+                                   << "ppo: {segment_length: 32}\nlearner: {eval_every: 10, eval_episodes: 3, "
+                                   << "checkpoint_every_s: 0.3, report_every_s: 0.5}\nactors: {count: 2, report_every_s: 0.5}\n"
+                                   << "budget: " << budget << "\nrun_dir: " << (dir / "run").string() << "\n" << extra;
+  return (dir / "spec.yaml").string();
+}
+
+std::vector<std::string> home_env(const fs::path& dir) { return {"ORCHARD_HOME=" + (dir / "home").string()}; }
+
+bool wait_until(const std::function<bool()>& f, int timeout_ms) {
+  for (int i = 0; i < timeout_ms / 50; ++i) {
+    if (f()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return f();
+}
+
+}  // namespace
+
+TEST(Orchestrator, ActorShardAndLearnerKilledMidRunComeBackAndTheRunFinishes) {
+  Dir d("kill");
+  ChildProcess run({orchard_bin("orchard"), "run", ppo_spec(d.path, "kill", "{updates: 150, wall_time_s: 300}")},
+                   home_env(d.path));
+  ASSERT_TRUE(run.wait_for_output("all processes ready", 60000)) << run.output();
+  auto learner_updates = [&] {
+    try {
+      return read_json(d.path / "run" / "checkpoints" / "learner.json")["updates"].get<int64_t>();
+    } catch (const std::exception&) {
+      return int64_t{0};
+    }
+  };
+  ASSERT_TRUE(wait_until([&] { return learner_updates() >= 10; }, 60000)) << run.output();
+  ASSERT_EQ(::kill(latest_pid(run.output(), "actor-1"), SIGKILL), 0);
+  ASSERT_TRUE(run.wait_for_output("[restart] actor-1", 20000)) << run.output();
+  ASSERT_EQ(::kill(latest_pid(run.output(), "replay-0"), SIGKILL), 0);
+  ASSERT_TRUE(run.wait_for_output("[restart] replay-0", 20000)) << run.output();
+  const int64_t before = learner_updates();
+  ASSERT_TRUE(wait_until([&] { return learner_updates() > before + 5; }, 90000)) << run.output();
+  ASSERT_EQ(::kill(latest_pid(run.output(), "learner-0"), SIGKILL), 0);
+  ASSERT_TRUE(run.wait_for_output("[restart] learner-0", 20000)) << run.output();
+  EXPECT_EQ(run.wait(300000), 0) << run.output();
+  auto result = read_json(d.path / "run" / "result.json");
+  EXPECT_EQ(result["reason"], "updates");
+  EXPECT_EQ(result["updates"].get<int64_t>(), 150);
+  expect_no_orphans(run.output());
+}
+
+TEST(Orchestrator, UpScaleStatusLogsTopStopThroughTheCli) {
+  Dir d("cli");
+  const auto env = home_env(d.path);
+  auto orchard = [&](std::vector<std::string> args, int timeout_ms = 60000) {
+    args.insert(args.begin(), orchard_bin("orchard"));
+    ChildProcess p(args, env);
+    const int code = p.wait(timeout_ms);
+    return std::make_pair(code, p.output());
+  };
+  auto up = orchard({"up", ppo_spec(d.path, "clirun", "{wall_time_s: 240}")}, 120000);
+  ASSERT_EQ(up.first, 0) << up.second;
+  EXPECT_NE(up.second.find("run clirun is up"), std::string::npos) << up.second;
+
+  auto list = orchard({"status"});
+  EXPECT_NE(list.second.find("clirun"), std::string::npos) << list.second;
+  EXPECT_NE(list.second.find("running"), std::string::npos) << list.second;
+
+  auto scale = orchard({"scale", "clirun", "actors=3"});
+  ASSERT_EQ(scale.first, 0) << scale.second;
+  std::string status;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        status = orchard({"status", "clirun"}).second;
+        return status.find("actor-2     running") != std::string::npos;
+      },
+      30000))
+      << status;
+  EXPECT_NE(status.find("[scale] actors: 2 -> 3"), std::string::npos) << status;
+  EXPECT_NE(status.find("learner-0   running"), std::string::npos) << status;
+
+  auto down = orchard({"scale", "clirun", "actors=1"});
+  ASSERT_EQ(down.first, 0) << down.second;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        status = orchard({"status", "clirun"}).second;
+        return status.find("actor-2     exited") != std::string::npos &&
+               status.find("actor-1     exited") != std::string::npos;
+      },
+      30000))
+      << status;
+  EXPECT_NE(status.find("actor-0     running"), std::string::npos) << status;
+  // The removed actors flushed and exited 0 (scale-down is not a crash: no restart).
+  EXPECT_EQ(status.find("[restart]"), std::string::npos) << status;
+
+  auto top = orchard({"top", "clirun", "--once"});
+  EXPECT_EQ(top.first, 0) << top.second;
+  EXPECT_NE(top.second.find("PROCESS"), std::string::npos) << top.second;
+  EXPECT_NE(top.second.find("updates"), std::string::npos) << top.second;
+
+  auto logs = orchard({"logs", "clirun", "learner-0", "-n", "5"});
+  EXPECT_EQ(logs.first, 0) << logs.second;
+  EXPECT_NE(logs.second.find("learner-0"), std::string::npos) << logs.second;
+  auto bad = orchard({"scale", "clirun", "actors=lots"});
+  EXPECT_NE(bad.first, 0);
+  EXPECT_NE(bad.second.find("expected actors=N"), std::string::npos) << bad.second;
+
+  auto stop = orchard({"stop", "clirun"}, 120000);
+  EXPECT_EQ(stop.first, 0) << stop.second;
+  auto after = orchard({"status"});
+  EXPECT_NE(after.second.find("stopped"), std::string::npos) << after.second;
+  // The orchestrator's own log lists every process it started; none is left.
+  std::ifstream in(d.path / "run" / "orchard.log");
+  std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  expect_no_orphans(log);
+  auto unknown = orchard({"status", "no-such-run"});
+  EXPECT_NE(unknown.first, 0);
+  EXPECT_NE(unknown.second.find("no run named 'no-such-run'"), std::string::npos) << unknown.second;
+}
+
+TEST(Orchestrator, RedisDownAndBackMidRunTheRunKeepsGoingAndMetricsResume) {
+  Dir d("redis");
+  orchard::testing::RedisServer redis;
+  ChildProcess run({orchard_bin("orchard"), "run", ppo_spec(d.path, "redisrun", "{updates: 200, wall_time_s: 300}"),
+                    "--redis", redis.url()},
+                   home_env(d.path));
+  ASSERT_TRUE(run.wait_for_output("all processes ready", 60000)) << run.output();
+  orchard::core::RedisClient c(orchard::core::RedisOptions::from_url(redis.url()));
+  ASSERT_TRUE(wait_until([&] { return c.command({"XLEN", "orchard:run:redisrun:metrics:learner"}).integer > 0; }, 30000));
+  redis.stop();
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  redis.start();  // same port, empty (no persistence)
+  orchard::core::RedisClient c2(orchard::core::RedisOptions::from_url(redis.url()));
+  ASSERT_TRUE(wait_until([&] { return c2.command({"XLEN", "orchard:run:redisrun:metrics:actor"}).integer > 0; }, 60000))
+      << run.output();
+  EXPECT_EQ(run.wait(300000), 0) << run.output();
+  EXPECT_NE(run.output().find("[redis]"), std::string::npos) << run.output();  // it noticed
+  EXPECT_EQ(run.output().find("[restart]"), std::string::npos) << run.output();  // nobody was killed for it
+  EXPECT_EQ(c2.command({"HGET", "orchard:run:redisrun", "status"}).str, "finished");
+  expect_no_orphans(run.output());
+}
+
+TEST(Orchestrator, InvalidSpecsAreRefusedBeforeAnythingStarts) {
+  Dir d("invalid");
+  auto run = [&](const std::string& spec, std::vector<std::string> extra = {}) {
+    std::ofstream(d.path / "bad.yaml") << spec << "run_dir: " << (d.path / "run").string() << "\n";
+    std::vector<std::string> argv = {orchard_bin("orchard"), "run", (d.path / "bad.yaml").string()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    ChildProcess p(argv, home_env(d.path));
+    const int code = p.wait(60000);
+    EXPECT_FALSE(fs::exists(d.path / "run" / "logs")) << p.output();
+    return std::make_pair(code, p.output());
+  };
+  auto r = run("name: x\nenv: {name: NoSuchEnv-v0}\nbudget: {updates: 1}\n");
+  EXPECT_EQ(r.first, 1);
+  EXPECT_NE(r.second.find("unknown env 'NoSuchEnv-v0'"), std::string::npos) << r.second;
+  r = run("name: x\nenv: {name: CartPole-v1}\nbudget: {updates: 1}\nredis: 'redis://'\n");
+  EXPECT_EQ(r.first, 1);
+  EXPECT_NE(r.second.find("redis"), std::string::npos) << r.second;
+  // A port that something already listens on.
+  zmq::context_t ctx;
+  zmq::socket_t taken(ctx, zmq::socket_type::rep);
+  const uint16_t port = orchard::core::free_loopback_port();
+  taken.bind("tcp://127.0.0.1:" + std::to_string(port));
+  r = run("name: x\nenv: {name: CartPole-v1}\nbudget: {updates: 1}\nendpoints: {replay: ['tcp://127.0.0.1:" +
+          std::to_string(port) + "'], weights: 'tcp://127.0.0.1:" + std::to_string(orchard::core::free_loopback_port()) +
+          "'}\n");
+  EXPECT_EQ(r.first, 1);
+  EXPECT_NE(r.second.find("already in use"), std::string::npos) << r.second;
+  // A Redis that is not there.
+  r = run("name: x\nenv: {name: CartPole-v1}\nbudget: {updates: 1}\n",
+          {"--redis", "redis://127.0.0.1:" + std::to_string(orchard::core::free_loopback_port())});
+  EXPECT_EQ(r.first, 1);
+  EXPECT_NE(r.second.find("cannot reach Redis"), std::string::npos) << r.second;
+}
