@@ -6,6 +6,9 @@
 # sac: examples/sac-pendulum.yaml with no target, evaluation return at 20 k env steps.
 # apt: wall-clock to evaluation mean >= -200 on Pendulum-v1: synchronous SAC (1 actor, collect
 #      then update) versus APT with 1, 2 and 4 actors, all at update-to-data ratio 1.
+# aptslow: the same comparison with a slow simulator (Pendulum-v1 with step_delay_us=5000: each
+#      env step also waits 5 ms, time spent outside this machine's CPUs) and 64-64 networks, so
+#      the learner is not the bottleneck and actor scaling can show.
 # Results in docs/benchmarks.md.
 set -euo pipefail
 build="${1:-build}"
@@ -43,12 +46,34 @@ if [[ "$what" == sac || "$what" == all ]]; then
       --set budget.target_return=1000 --set learner.eval_every=2000
   done
 fi
+if [[ "$what" == aptslow ]]; then
+  slow=(--set env.options.step_delay_us=5000 --set learner.eval_options.step_delay_us=0 --set "sac.actor_hidden=[64, 64]" --set "sac.critic_hidden=[64, 64]"
+        --set budget.env_steps=60000)
+  for s in $(seq 1 "$seeds"); do
+    run "slow-sync-sac-1actor-seed$s" examples/apt-pendulum.yaml --set seed=$s --set algorithm=sac \
+      --set actors.count=1 --set sac.max_steps_ahead=0 --set sac.publish_every=1 "${slow[@]}"
+    for n in 1 2 4; do
+      run "slow-apt-${n}actors-seed$s" examples/apt-pendulum.yaml --set seed=$s --set actors.count=$n "${slow[@]}"
+    done
+  done
+fi
 if [[ "$what" == apt || "$what" == all ]]; then
   for s in $(seq 1 "$seeds"); do
     run "sync-sac-1actor-seed$s" examples/apt-pendulum.yaml --set seed=$s --set algorithm=sac --set actors.count=1 \
       --set sac.max_steps_ahead=0 --set sac.publish_every=1
     for n in 1 2 4; do
       run "apt-${n}actors-seed$s" examples/apt-pendulum.yaml --set seed=$s --set actors.count=$n
+    done
+  done
+fi
+if [[ "$what" == aptslow ]]; then
+  slow=(--set env.options.step_delay_us=5000 --set learner.eval_options.step_delay_us=0 --set "sac.actor_hidden=[64, 64]" --set "sac.critic_hidden=[64, 64]"
+        --set budget.env_steps=60000)
+  for s in $(seq 1 "$seeds"); do
+    run "slow-sync-sac-1actor-seed$s" examples/apt-pendulum.yaml --set seed=$s --set algorithm=sac \
+      --set actors.count=1 --set sac.max_steps_ahead=0 --set sac.publish_every=1 "${slow[@]}"
+    for n in 1 2 4; do
+      run "slow-apt-${n}actors-seed$s" examples/apt-pendulum.yaml --set seed=$s --set actors.count=$n "${slow[@]}"
     done
   done
 fi

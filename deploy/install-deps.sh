@@ -13,6 +13,7 @@ PACKAGES=(
   libspdlog-dev libfmt-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3
+  iproute2 procps   # tests: network namespaces as separate hosts (ip netns), sysctl
 )
 
 missing=()

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <cerrno>
 #include <cstring>
 
 #include "orchard/actors/weights.h"
@@ -162,7 +163,12 @@ bool PpoActor::wait_for_weights(int timeout_ms) {
   core::Deadline deadline = core::Deadline::after_ms(timeout_ms);
   while (s.stats.weights_version == 0 && !deadline.expired()) {
     zmq::pollitem_t item{s.weights_sub->handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, std::chrono::milliseconds(50));
+    try {
+      zmq::poll(&item, 1, std::chrono::milliseconds(50));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+      return s.stats.weights_version > 0;  // a signal: let the caller look at it
+    }
     s.poll_weights();
   }
   return s.stats.weights_version > 0;

@@ -49,7 +49,7 @@ std::vector<double> evaluate(const RunSpec& spec, const std::function<torch::Ten
                              uint64_t seed_base) {
   const size_t n = static_cast<size_t>(spec.learner.eval_episodes);
   auto venv = orchard::envs::EnvRegistry::global().make_vector(spec.env.name, n,
-                                                               orchard::envs::EnvOptions::parse(spec.env.options));
+                                                               orchard::envs::EnvOptions::parse(spec.eval_env_options()));
   const auto& as = venv->spec().action_space;
   const int64_t od = spec.observation_space.numel();
   const bool box = as.kind == orchard::envs::SpaceKind::kBox;

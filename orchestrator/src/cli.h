@@ -22,4 +22,9 @@ void add_run(CLI::App& app, int* exit_code);
 // `orchard status|top|stop|scale|logs`: inspect and steer runs through Redis.
 void add_control(CLI::App& app, int* exit_code);
 
+// `orchard agent`: the node agent daemon for multi-host runs.
+void add_agent(CLI::App& app, int* exit_code);
+// The first line of a token file (at least 16 characters); throws ConfigError naming the file.
+std::string read_token_file(const std::string& path);
+
 }  // namespace orchard::cli

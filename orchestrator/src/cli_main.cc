@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
 
   orchard::cli::add_run(app, &exit_code);
   orchard::cli::add_control(app, &exit_code);
+  orchard::cli::add_agent(app, &exit_code);
   orchard::cli::add_env(app, &exit_code);
   orchard::cli::add_replay(app, &exit_code);
   orchard::cli::add_selfcheck(app, &exit_code);

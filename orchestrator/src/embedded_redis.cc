@@ -80,7 +80,7 @@ bool log_contains_since(const std::string& path, uintmax_t offset, const char* n
 }  // namespace
 
 EmbeddedRedis::EmbeddedRedis(EmbeddedRedisOptions options)
-    : binary_(find_redis_server()), password_(std::move(options.password)), persist_(options.persist) {
+    : binary_(find_redis_server()), password_(std::move(options.password)), persist_(options.persist), extra_bind_(options.extra_bind) {
   if (options.data_dir.empty()) {
     dir_ = make_temp_dir();
     owns_dir_ = true;
@@ -132,6 +132,7 @@ std::string EmbeddedRedis::launch(bool& exited) {
                                    "--dir", dir_,
                                    "--logfile", ""};
   // clang-format on
+  if (!extra_bind_.empty()) args.insert(args.begin() + 5, extra_bind_);  // after "--bind", "127.0.0.1"
   if (!password_.empty()) {
     args.push_back("--requirepass");
     args.push_back(password_);
@@ -203,9 +204,11 @@ void EmbeddedRedis::stop() {
   pid_ = -1;
 }
 
-std::string EmbeddedRedis::url() const {
+std::string EmbeddedRedis::url() const { return url_for("127.0.0.1"); }
+
+std::string EmbeddedRedis::url_for(const std::string& host) const {
   std::string auth = password_.empty() ? "" : ":" + password_ + "@";
-  return "redis://" + auth + "127.0.0.1:" + std::to_string(port_) + "/0";
+  return "redis://" + auth + host + ":" + std::to_string(port_) + "/0";
 }
 
 std::string EmbeddedRedis::log_tail(size_t max_bytes) const {

@@ -111,6 +111,7 @@ pid_t spawn_process(const std::vector<std::string>& argv, const SpawnOptions& op
       if (fd >= 0) ::dup2(fd, STDERR_FILENO);
     }
     if (!options.cpus.empty() && ::sched_setaffinity(0, sizeof cpus, &cpus) != 0) _exit(126);
+    if (!options.cwd.empty() && ::chdir(options.cwd.c_str()) != 0) _exit(126);
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
     ::execve(exe.c_str(), args.data(), envp.data());
     _exit(127);

@@ -15,7 +15,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cctype>
 #include <chrono>
+#include <map>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -30,7 +32,9 @@
 #include "orchard/core/error.h"
 #include "orchard/core/net.h"
 #include "orchard/core/redis.h"
+#include "orchard/orchestrator/agent.h"
 #include "orchard/orchestrator/embedded_redis.h"
+#include "orchard/core/wire.h"
 #include "orchard/orchestrator/process.h"
 #include "orchard/orchestrator/run_spec.h"
 #include "orchard/orchestrator/scheduler.h"
@@ -54,6 +58,43 @@ std::string read_file(const std::string& path) {
 
 std::string tail(const std::string& s, size_t n) { return s.size() <= n ? s : "..." + s.substr(s.size() - n); }
 
+using Agents = std::map<std::string, std::shared_ptr<orchestrator::AgentClient>>;
+
+// One client per host of the spec, each answering a ping with the right token: an unreachable
+// agent or a wrong token is an error before anything starts.
+Agents connect_agents(const RunSpec& spec) {
+  Agents agents;
+  for (const auto& h : spec.hosts) {
+    const std::string token = read_token_file(h.token_file);
+    std::string server_key;
+    if (!h.server_key_file.empty()) server_key = core::load_curve_keys(h.server_key_file, false).public_key;
+    auto client = std::make_shared<orchestrator::AgentClient>(h.name, h.agent, token, server_key, 3000);
+    try {
+      client->call({{"op", "ping"}});
+    } catch (const Error& e) {
+      throw Error(std::string("host '") + h.name + "': " + e.what());
+    }
+    agents[h.name] = client;
+  }
+  return agents;
+}
+
+// Multi-host runs: each shard and the learner's weights socket bind on their host's address, on
+// a port that host says is free.
+void assign_endpoints(RunSpec& spec, Agents& agents) {
+  if (!spec.multi_host() || !spec.replay_endpoints.empty()) return;
+  auto endpoint_on = [&](const std::string& host) {
+    if (host == "local") return "tcp://" + spec.orchestrator_address + ":" + std::to_string(core::free_loopback_port());
+    const auto* h = spec.host(host);
+    const int port = agents.at(host)->call({{"op", "free_port"}}).value("port", 0);
+    return "tcp://" + h->address + ":" + std::to_string(port);
+  };
+  std::vector<std::string> replay;
+  for (int64_t i = 0; i < spec.replay_shards; ++i)
+    replay.push_back(endpoint_on(spec.placement.replay[static_cast<size_t>(i) % spec.placement.replay.size()]));
+  spec.set_endpoints(replay, endpoint_on(spec.placement.learner));
+}
+
 struct RunOptions {
   bool quiet = false;
   int max_restarts = 5;
@@ -62,7 +103,8 @@ struct RunOptions {
 
 class LocalRun {
  public:
-  LocalRun(RunSpec spec, RunOptions options) : spec_(std::move(spec)), opts_(options) {}
+  LocalRun(RunSpec spec, RunOptions options, Agents agents)
+      : spec_(std::move(spec)), opts_(options), agents_(std::move(agents)) {}
   int run();
 
  private:
@@ -71,11 +113,15 @@ class LocalRun {
   void control();
   void progress();
   orchestrator::ProcessSpec actor_spec(int64_t id) const;
+  // Fills host, argv, log and files for a process placed on `host` ("local" or an agent's).
+  void place(orchestrator::ProcessSpec& p, const std::string& host, std::vector<std::string> args) const;
   void register_run(const std::string& status);
 
   RunSpec spec_;
   RunOptions opts_;
   std::string spec_file_, logs_, bin_;
+  std::string remote_spec_yaml_;  // the spec as remote processes read it (run_dir: their agent's)
+  Agents agents_;
   std::unique_ptr<orchestrator::EmbeddedRedis> redis_;
   std::unique_ptr<core::RedisClient> client_;
   bool redis_down_reported_ = false;
@@ -129,13 +175,30 @@ void LocalRun::on_event(const orchestrator::SchedulerEvent& e) {
   });
 }
 
+void LocalRun::place(orchestrator::ProcessSpec& p, const std::string& host, std::vector<std::string> args) const {
+  const std::string program = args.front();
+  args.erase(args.begin());
+  if (host == "local") {
+    p.argv = {bin_ + "/" + program};
+    for (auto& a : args) p.argv.push_back(a == "{spec}" ? spec_file_ : a == "{dir}" ? spec_.run_dir : a);
+    p.log_path = logs_ + "/" + p.name + ".log";
+    return;
+  }
+  const auto* h = spec_.host(host);
+  p.host = host;
+  p.argv = {(h->bin_dir.empty() ? bin_ : h->bin_dir) + "/" + program};
+  for (auto& a : args) p.argv.push_back(a == "{spec}" ? "{dir}/spec.yaml" : a);
+  p.files["spec.yaml"] = remote_spec_yaml_;
+  p.log_path = "(on " + host + ") " + p.name + ".log";
+}
+
 orchestrator::ProcessSpec LocalRun::actor_spec(int64_t id) const {
   orchestrator::ProcessSpec p;
   p.name = "actor-" + std::to_string(id);
   p.role = "actor";
   p.group = 2;
-  p.argv = {bin_ + "/orchard-actor", "--spec", spec_file_, "--actor-id", std::to_string(id)};
-  p.log_path = logs_ + "/" + p.name + ".log";
+  place(p, spec_.placement.actors[static_cast<size_t>(id) % spec_.placement.actors.size()],
+        {"orchard-actor", "--spec", "{spec}", "--actor-id", std::to_string(id)});
   return p;
 }
 
@@ -228,8 +291,15 @@ int LocalRun::run() {
     orchestrator::EmbeddedRedisOptions ro;
     ro.data_dir = fs::absolute(spec_.run_dir + "/redis").string();
     fs::create_directories(ro.data_dir);
+    if (spec_.multi_host()) {
+      // Other hosts reach this Redis: listen on the orchestrator's address too, with a password.
+      ro.extra_bind = spec_.orchestrator_address;
+      ro.password = core::generate_curve_keypair().public_key.substr(0, 32);
+      for (char& ch : ro.password)
+        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = 'x';
+    }
     redis_ = std::make_unique<orchestrator::EmbeddedRedis>(ro);
-    spec_.redis_url = redis_->url();
+    spec_.redis_url = spec_.multi_host() ? redis_->url_for(spec_.orchestrator_address) : redis_->url();
   }
   {
     auto ro = core::RedisOptions::from_url(spec_.redis_url);
@@ -259,6 +329,12 @@ int LocalRun::run() {
   std::ofstream(spec_file_) << spec_.resolved_yaml();
   auto with_redis = RunSpec::load(spec_file_, {"redis=" + spec_.redis_url});
   std::ofstream(spec_file_, std::ios::trunc) << with_redis.node().dump() << "\n";
+  if (spec_.multi_host())
+    remote_spec_yaml_ = RunSpec::load_string(with_redis.node().dump(), "spec.yaml",
+                                             {"run_dir=.", "checkpoint_dir=checkpoints"})
+                            .node()
+                            .dump() +
+                        "\n";
   register_run("starting");
   std::cout << "run " << spec_.name << ": " << orchestrator::algorithm_name(spec_.algorithm) << " on "
             << spec_.env.name << ", " << spec_.replay_shards << " shard(s), 1 learner, " << spec_.actors.count
@@ -268,16 +344,20 @@ int LocalRun::run() {
   boost::asio::io_context io;
   orchestrator::SchedulerOptions so;
   so.max_restarts = opts_.max_restarts;
+  so.run = spec_.name;
   sched_ = std::make_unique<orchestrator::Scheduler>(io, so);
+  for (auto& [host, agent] : agents_) sched_->set_agent(host, agent);
   sched_->on_event = [this](const orchestrator::SchedulerEvent& e) { on_event(e); };
   for (int64_t i = 0; i < spec_.replay_shards; ++i) {
     orchestrator::ProcessSpec p;
     p.name = "replay-" + std::to_string(i);
     p.role = "replay";
     p.group = 0;
-    p.argv = {bin_ + "/orchard-replay", "--config", spec_file_, "--bind", spec_.replay_endpoints[i], "--shard-index",
-              std::to_string(i), "--name", p.name, "--checkpoint-dir", spec_.run_dir + "/replay"};
-    p.log_path = logs_ + "/" + p.name + ".log";
+    const std::string host = spec_.placement.replay[static_cast<size_t>(i) % spec_.placement.replay.size()];
+    place(p, host,
+          {"orchard-replay", "--config", "{spec}", "--bind", spec_.replay_endpoints[i], "--shard-index",
+           std::to_string(i), "--name", p.name, "--checkpoint-dir",
+           host == "local" ? spec_.run_dir + "/replay" : std::string("{dir}/replay")});
     sched_->add(p);
   }
   {
@@ -285,13 +365,22 @@ int LocalRun::run() {
     p.name = "learner-0";
     p.role = "learner";
     p.group = 1;
-    p.argv = {bin_ + "/orchard-learner", "--spec", spec_file_};
-    p.log_path = logs_ + "/learner-0.log";
+    place(p, spec_.placement.learner, {"orchard-learner", "--spec", "{spec}"});
     p.clean_exit_ends_run = true;
     sched_->add(p);
   }
   for (int64_t i = 0; i < spec_.actors.count; ++i) sched_->add(actor_spec(next_actor_id_++));
   desired_actors_ = spec_.actors.count;
+  // A resumed run: processes the agents still run for it are taken over, not started again.
+  for (auto& [host, agent] : agents_) {
+    auto listed = agent->call({{"op", "list"}, {"run", spec_.name}});
+    for (const auto& r : listed["procs"]) {
+      const std::string name = r.value("name", "");
+      auto it = sched_->processes().find(name);
+      if (r.value("running", false) && it != sched_->processes().end() && it->second.spec.host == host)
+        sched_->adopt(name, r.value("pid", -1));
+    }
+  }
 
   double ready_at = 0;
   sched_->on_ready = [&] {
@@ -350,6 +439,15 @@ int LocalRun::run() {
 
   nlohmann::json result;
   const std::string result_path = spec_.run_dir + "/result.json";
+  if (spec_.placement.learner != "local") {
+    // The learner wrote its result on its host: fetch it through the agent.
+    try {
+      auto r = agents_.at(spec_.placement.learner)->call({{"op", "read_file"}, {"run", spec_.name}, {"path", "result.json"}});
+      if (r.value("exists", false)) std::ofstream(result_path, std::ios::trunc) << r.value("data", std::string());
+    } catch (const Error& e) {
+      std::cout << "[result] " << e.what() << std::endl;
+    }
+  }
   if (fs::exists(result_path)) {
     try {
       result = nlohmann::json::parse(read_file(result_path));
@@ -421,21 +519,31 @@ void add_run(CLI::App& app, int* exit_code) {
     cmd->add_option("--max-restarts", args->max_restarts, "Restarts allowed per process before the run fails")
         ->check(CLI::Range(0, 1000));
   };
-  auto prepare = [args]() {
+  auto agents = std::make_shared<Agents>();
+  auto prepare = [args, agents]() {
     std::vector<std::string> sets = args->sets;
     if (!args->redis.empty()) sets.push_back("redis=" + args->redis);
     RunSpec spec = RunSpec::load(args->spec, sets);
+    *agents = connect_agents(spec);
+    assign_endpoints(spec, *agents);
     spec.resolve();
-    const std::string ckpt = spec.checkpoint_dir + "/learner.pt";
-    if (!args->resume && fs::exists(ckpt))
+    std::string ckpt = spec.checkpoint_dir + "/learner.pt";
+    bool has_ckpt = fs::exists(ckpt);
+    if (spec.placement.learner != "local") {
+      ckpt = "checkpoints/learner.pt on host " + spec.placement.learner;
+      has_ckpt = agents->at(spec.placement.learner)
+                     ->call({{"op", "read_file"}, {"run", spec.name}, {"path", "checkpoints/learner.json"}})
+                     .value("exists", false);
+    }
+    if (!args->resume && has_ckpt)
       throw Error("run '" + spec.name + "' already has a checkpoint (" + ckpt + "); use --resume to continue it, or "
                   "another name (--set name=...) or run_dir to start afresh");
-    if (args->resume && !fs::exists(ckpt)) throw Error("--resume: run '" + spec.name + "' has no checkpoint at " + ckpt);
+    if (args->resume && !has_ckpt) throw Error("--resume: run '" + spec.name + "' has no checkpoint at " + ckpt);
     // Port clashes are found now, not as a shard that cannot bind later.
     std::vector<std::string> endpoints = spec.replay_endpoints;
     endpoints.push_back(spec.weights_endpoint);
     std::set<std::string> seen;
-    for (const auto& ep : endpoints) {
+    for (const auto& ep : spec.multi_host() ? std::vector<std::string>{} : endpoints) {
       if (!seen.insert(ep).second) throw Error("run spec: endpoint " + ep + " is used twice (endpoints.replay/weights)");
       std::smatch m;
       if (!std::regex_match(ep, m, std::regex("tcp://(127\\.0\\.0\\.1|localhost|0\\.0\\.0\\.0|\\*):([0-9]+)"))) continue;
@@ -448,10 +556,13 @@ void add_run(CLI::App& app, int* exit_code) {
 
   auto* run = app.add_subcommand("run", "Run a training job on this machine from a run spec (docs/run-spec.md)");
   common(run);
-  run->callback([args, exit_code, prepare] {
+  run->callback([args, exit_code, prepare, agents] {
     RunSpec spec = prepare();
-    if (!args->resume) fs::remove_all(spec.run_dir + "/replay");  // no stale replay checkpoints
-    LocalRun r(std::move(spec), RunOptions{args->quiet, args->max_restarts});
+    if (!args->resume) {
+      fs::remove_all(spec.run_dir + "/replay");  // no stale replay checkpoints
+      for (auto& [host, agent] : *agents) agent->call({{"op", "reset_run"}, {"run", spec.name}});
+    }
+    LocalRun r(std::move(spec), RunOptions{args->quiet, args->max_restarts}, *agents);
     *exit_code = r.run();
   });
 

@@ -17,7 +17,8 @@ namespace {
 
 const std::vector<std::string_view> kTopKeys = {"name",   "seed",     "env",    "algorithm", "ppo",
                                                 "sac",    "replay",   "learner", "actors",   "budget",
-                                                "redis",  "run_dir",  "checkpoint_dir", "endpoints", "logging"};
+                                                "redis",  "run_dir",  "checkpoint_dir", "endpoints", "logging",
+                                                "hosts",  "placement", "orchestrator_address"};
 
 std::string list_yaml(const std::vector<int64_t>& v) {
   std::string s = "[";
@@ -176,7 +177,7 @@ void RunSpec::parse() {
   core::ConfigNode l = r["learner"];
   if (l.defined()) {
     l.expect_map();
-    l.check_keys({"count", "device", "torch_threads", "prefetch", "eval_every", "eval_episodes",
+    l.check_keys({"count", "device", "torch_threads", "prefetch", "eval_every", "eval_episodes", "eval_options",
                   "checkpoint_every_s", "report_every_s"});
   }
   learner.count = l.get_int("count", 1, 1, 1024);
@@ -188,6 +189,12 @@ void RunSpec::parse() {
   learner.prefetch = l.get_int("prefetch", 2, 1, 64);
   learner.eval_every = l.get_int("eval_every", 0, 0, INT64_MAX);
   learner.eval_episodes = l.get_int("eval_episodes", 10, 1, 100000);
+  learner.eval_options.clear();
+  core::ConfigNode eo = l["eval_options"];
+  if (eo.defined()) {
+    eo.expect_map();
+    for (const auto& k : eo.keys()) learner.eval_options.push_back(k + "=" + eo.get_string(k));
+  }
   learner.checkpoint_every_s = l.get_double("checkpoint_every_s", 60, 0, 1e9);
   learner.report_every_s = l.get_double("report_every_s", 5, 0.01, 1e6);
 
@@ -243,6 +250,57 @@ void RunSpec::parse() {
     }
   }
 
+  // hosts and placement
+  hosts.clear();
+  for (const auto& h : r["hosts"].elements()) {
+    h.expect_map();
+    h.check_keys({"name", "agent", "address", "token_file", "server_key_file", "bin_dir"});
+    HostSpec hs;
+    hs.name = h.get_string("name");
+    if (hs.name == "local" || !std::regex_match(hs.name, kName))
+      throw ConfigError(h["name"].where() + ": a host name is 1-64 of [A-Za-z0-9_.-] and not 'local', got '" +
+                        hs.name + "'");
+    for (const auto& other : hosts)
+      if (other.name == hs.name) throw ConfigError(h["name"].where() + ": host '" + hs.name + "' is defined twice");
+    hs.agent = h.get_string("agent");
+    static const std::regex kAgent("tcp://([^:/]+):([0-9]{1,5})");
+    std::smatch m;
+    if (!std::regex_match(hs.agent, m, kAgent))
+      throw ConfigError(h["agent"].where() + ": expected tcp://HOST:PORT, got '" + hs.agent + "'");
+    hs.address = h.get_string("address", m[1]);
+    hs.token_file = h.get_string("token_file");
+    hs.server_key_file = h.get_string("server_key_file", "");
+    hs.bin_dir = h.get_string("bin_dir", "");
+    hosts.push_back(hs);
+  }
+  core::ConfigNode pl = r["placement"];
+  if (pl.defined()) {
+    pl.expect_map();
+    pl.check_keys({"replay", "learner", "actors"});
+  }
+  placement.replay = pl.get_string_list("replay", {"local"});
+  placement.learner = pl.get_string("learner", "local");
+  placement.actors = pl.get_string_list("actors", {"local"});
+  auto check_host = [&](const std::string& key, const std::string& h) {
+    if (h == "local" || host(h)) return;
+    std::string known = "local";
+    for (const auto& x : hosts) known += ", " + x.name;
+    throw ConfigError(pl[key].where() + ": unknown host '" + h + "' (hosts: " + known + ")");
+  };
+  if (placement.replay.empty() || placement.actors.empty())
+    throw ConfigError(pl.where() + ": placement.replay and placement.actors need at least one host");
+  for (const auto& h : placement.replay) check_host("replay", h);
+  for (const auto& h : placement.actors) check_host("actors", h);
+  check_host("learner", placement.learner);
+  if (static_cast<int64_t>(placement.replay.size()) > r["replay"].get_int("shards", 1, 1, 1024))
+    throw ConfigError(pl["replay"].where() + ": " + std::to_string(placement.replay.size()) +
+                      " hosts for replay.shards = " + std::to_string(r["replay"].get_int("shards", 1, 1, 1024)) +
+                      " (one shard per listed host at least)");
+  orchestrator_address = r.get_string("orchestrator_address", "");
+  if (!hosts.empty() && orchestrator_address.empty())
+    throw ConfigError(r.source() + ": orchestrator_address: required with hosts (the address the other hosts reach "
+                      "this machine at, for the run's Redis)");
+
   // endpoints
   core::ConfigNode ep = r["endpoints"];
   if (ep.defined()) {
@@ -255,6 +313,12 @@ void RunSpec::parse() {
     throw ConfigError(ep["replay"].where() + ": " + std::to_string(replay_endpoints.size()) +
                       " endpoints for replay.shards = " + std::to_string(replay_shards));
   resolved = false;
+}
+
+const HostSpec* RunSpec::host(const std::string& name) const {
+  for (const auto& h : hosts)
+    if (h.name == name) return &h;
+  return nullptr;
 }
 
 int64_t RunSpec::ppo_segments_per_update() const {
@@ -277,6 +341,18 @@ int64_t RunSpec::sac_max_steps_ahead() const {
   if (sac.max_steps_ahead > 0) return sac.max_steps_ahead;
   if (algorithm == Algorithm::kApt) return 5000;
   return env.num_envs * sac.steps_per_batch;  // one writer batch per actor
+}
+
+std::vector<std::string> RunSpec::eval_env_options() const {
+  std::vector<std::string> out;
+  auto key = [](const std::string& kv) { return kv.substr(0, kv.find('=')); };
+  for (const auto& kv : env.options) {
+    bool overridden = false;
+    for (const auto& e : learner.eval_options) overridden = overridden || key(e) == key(kv);
+    if (!overridden) out.push_back(kv);
+  }
+  out.insert(out.end(), learner.eval_options.begin(), learner.eval_options.end());
+  return out;
 }
 
 std::string RunSpec::model_description() const {
@@ -431,5 +507,15 @@ void RunSpec::fill_replay_section() {
 }
 
 std::string RunSpec::resolved_yaml() const { return node_.dump() + "\n"; }
+
+void RunSpec::set_endpoints(const std::vector<std::string>& replay, const std::string& weights) {
+  if (static_cast<int64_t>(replay.size()) != replay_shards)
+    throw ConfigError("endpoints: " + std::to_string(replay.size()) + " replay endpoints for " +
+                      std::to_string(replay_shards) + " shards");
+  replay_endpoints = replay;
+  weights_endpoint = weights;
+  node_.apply_override("endpoints.replay=" + strings_yaml(replay));
+  node_.apply_override("endpoints.weights='" + weights + "'");
+}
 
 }  // namespace orchard::orchestrator

@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "orchard/core/error.h"
+#include "orchard/orchestrator/agent.h"
 #include "orchard/orchestrator/process.h"
 
 namespace orchard::orchestrator {
@@ -54,11 +55,83 @@ Scheduler::Scheduler(boost::asio::io_context& io, SchedulerOptions options)
 
 Scheduler::~Scheduler() {
   for (auto& [name, p] : procs_) {
-    if (p.pid > 0) {
-      ::kill(p.pid, SIGKILL);
-      int status;
-      ::waitpid(p.pid, &status, 0);
-      p.pid = -1;
+    if (p.pid <= 0) continue;
+    if (!p.spec.host.empty()) {
+      try {
+        send_signal(p, SIGKILL);
+      } catch (const std::exception&) {
+      }
+      continue;
+    }
+    ::kill(p.pid, SIGKILL);
+    int status;
+    ::waitpid(p.pid, &status, 0);
+    p.pid = -1;
+  }
+}
+
+AgentClient* Scheduler::agent_for(const ProcInfo& p) {
+  auto it = agents_.find(p.spec.host);
+  if (it == agents_.end()) throw Error("scheduler: no agent for host '" + p.spec.host + "' (process " + p.spec.name + ")");
+  return it->second.get();
+}
+
+void Scheduler::set_agent(const std::string& host, std::shared_ptr<AgentClient> agent) {
+  agents_[host] = std::move(agent);
+  agent_last_ok_[host] = steady_seconds();
+}
+
+void Scheduler::adopt(const std::string& name, pid_t pid) {
+  auto it = procs_.find(name);
+  if (it == procs_.end()) throw Error("scheduler: cannot adopt unknown process '" + name + "'");
+  it->second.pid = pid;
+  it->second.state = ProcState::kRunning;
+  it->second.started_at = steady_seconds();
+  emit("adopt", name, "pid " + std::to_string(pid) + " on " + it->second.spec.host);
+}
+
+void Scheduler::send_signal(ProcInfo& p, int sig) {
+  if (p.pid <= 0) return;
+  if (p.spec.host.empty()) {
+    ::kill(p.pid, sig);
+    return;
+  }
+  nlohmann::json reply;
+  agent_for(p)->try_call({{"op", "signal"}, {"run", options_.run}, {"name", p.spec.name}, {"signal", sig}}, &reply);
+}
+
+// Remote processes: exits come from the agents' `list`; an agent silent for agent_lost_s makes
+// its processes count as failed ("agent unreachable").
+void Scheduler::poll_agents() {
+  const double now = steady_seconds();
+  for (auto& [host, agent] : agents_) {
+    bool any = false;
+    for (auto& [name, p] : procs_) any = any || (p.spec.host == host && p.pid > 0);
+    if (!any) continue;
+    nlohmann::json reply;
+    bool ok = false;
+    try {
+      ok = agent->try_call({{"op", "list"}, {"run", options_.run}}, &reply) && reply.value("ok", false);
+    } catch (const std::exception&) {
+      ok = false;
+    }
+    if (!ok) {
+      if (now - agent_last_ok_[host] > options_.agent_lost_s) {
+        for (auto& [name, p] : procs_)
+          if (p.spec.host == host && p.pid > 0)
+            handle_exit(p, -1, "agent " + host + " unreachable for " +
+                                   std::to_string(static_cast<int>(now - agent_last_ok_[host])) + " s");
+        agent_last_ok_[host] = now;  // one verdict per silence; restarts will ask again
+      }
+      continue;
+    }
+    agent_last_ok_[host] = now;
+    for (const auto& r : reply["procs"]) {
+      auto it = procs_.find(r.value("name", ""));
+      if (it == procs_.end() || it->second.spec.host != host) continue;
+      ProcInfo& p = it->second;
+      if (p.pid <= 0 || r.value("pid", -1) != p.pid || r.value("running", true)) continue;
+      handle_exit(p, r.value("exit_status", -1), r.value("exit", std::string("gone")));
     }
   }
 }
@@ -91,7 +164,7 @@ void Scheduler::remove(const std::string& name, const std::string& why) {
   removed_[name] = true;
   emit("stop", name, why);
   if (p.pid > 0) {
-    ::kill(p.pid, SIGTERM);
+    send_signal(p, SIGTERM);
     p.state = ProcState::kStopping;
     impl_->kill_at[name] = steady_seconds() + options_.stop_timeout_s;
   } else {
@@ -106,6 +179,33 @@ void Scheduler::set_liveness_check(std::function<bool(const ProcInfo&)> alive, d
 }
 
 void Scheduler::launch(ProcInfo& p) {
+  if (!p.spec.host.empty()) {
+    nlohmann::json files = nlohmann::json::object();
+    for (const auto& [f, content] : p.spec.files) files[f] = content;
+    // Readiness is read from the log: skip what earlier incarnations wrote.
+    log_offsets_[p.spec.name] = 0;
+    {
+      nlohmann::json logs;
+      if (agent_for(p)->try_call({{"op", "logs"}, {"run", options_.run}, {"name", p.spec.name}, {"offset", 0},
+                                  {"max_bytes", 0}},
+                                 &logs) &&
+          logs.value("ok", false))
+        log_offsets_[p.spec.name] = static_cast<size_t>(logs.value("size", int64_t{0}));
+    }
+    log_pending_[p.spec.name].clear();
+    nlohmann::json reply = agent_for(p)->call({{"op", "start"},
+                                               {"run", options_.run},
+                                               {"name", p.spec.name},
+                                               {"argv", p.spec.argv},
+                                               {"env", p.spec.env},
+                                               {"cpus", p.spec.cpus},
+                                               {"files", files}});
+    p.pid = reply.value("pid", -1);
+    p.state = ProcState::kStarting;
+    p.started_at = steady_seconds();
+    emit("start", p.spec.name, "pid " + std::to_string(p.pid) + " on " + p.spec.host);
+    return;
+  }
   SpawnOptions so;
   so.stdout_path = p.spec.log_path;
   so.stderr_path = p.spec.log_path;
@@ -126,12 +226,24 @@ void Scheduler::launch(ProcInfo& p) {
 }
 
 bool Scheduler::log_shows_ready(ProcInfo& p) {
-  std::ifstream in(p.spec.log_path, std::ios::binary);
-  if (!in) return false;
   size_t& offset = log_offsets_[p.spec.name];
-  in.seekg(static_cast<std::streamoff>(offset));
-  std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  offset += chunk.size();
+  std::string chunk;
+  if (!p.spec.host.empty()) {
+    nlohmann::json reply;
+    if (!agent_for(p)->try_call({{"op", "logs"}, {"run", options_.run}, {"name", p.spec.name},
+                                 {"offset", static_cast<int64_t>(offset)}},
+                                &reply) ||
+        !reply.value("ok", false))
+      return false;
+    chunk = reply.value("data", std::string());
+    offset = static_cast<size_t>(reply.value("offset", static_cast<int64_t>(offset)));
+  } else {
+    std::ifstream in(p.spec.log_path, std::ios::binary);
+    if (!in) return false;
+    in.seekg(static_cast<std::streamoff>(offset));
+    chunk.assign((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    offset += chunk.size();
+  }
   std::string& pending = log_pending_[p.spec.name];
   pending += chunk;
   size_t nl;
@@ -187,7 +299,7 @@ void Scheduler::advance_start() {
 void Scheduler::on_sigchld() {
   // One SIGCHLD may stand for several exits: reap every known child that has exited.
   for (auto& [name, p] : procs_) {
-    if (p.pid <= 0) continue;
+    if (p.pid <= 0 || !p.spec.host.empty()) continue;
     int status = 0;
     pid_t r = ::waitpid(p.pid, &status, WNOHANG);
     if (r == p.pid) handle_exit(p, status);
@@ -199,12 +311,12 @@ void Scheduler::on_sigchld() {
   }
 }
 
-void Scheduler::handle_exit(ProcInfo& p, int status) {
-  const std::string how = describe_status(status);
+void Scheduler::handle_exit(ProcInfo& p, int status, const std::string& how_override) {
+  const std::string how = how_override.empty() ? describe_status(status) : how_override;
   p.pid = -1;
   p.last_exit = how;
   impl_->kill_at.erase(p.spec.name);
-  const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  const bool clean = status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
   if (phase_ == Phase::kStopping || phase_ == Phase::kDone || removed_.count(p.spec.name)) {
     p.state = ProcState::kExited;
     emit("exit", p.spec.name, how);
@@ -272,7 +384,7 @@ void Scheduler::advance_stop() {
     group_stop_deadline_ = steady_seconds() + options_.stop_timeout_s;
     for (auto& [name, p] : procs_) {
       if (p.pid > 0 && p.spec.group == next) {
-        ::kill(p.pid, SIGTERM);
+        send_signal(p, SIGTERM);
         p.state = ProcState::kStopping;
       }
     }
@@ -281,7 +393,13 @@ void Scheduler::advance_stop() {
 
 void Scheduler::tick() {
   if (phase_ == Phase::kDone) return;
-  const double now = steady_seconds();
+  double now = steady_seconds();
+  if (!agents_.empty() && now >= next_agent_poll_) {
+    next_agent_poll_ = now + options_.agent_poll_s;
+    poll_agents();
+    if (phase_ == Phase::kDone) return;
+    now = steady_seconds();
+  }
   // Readiness.
   bool became_ready = false;
   for (auto& [name, p] : procs_) {
@@ -292,7 +410,7 @@ void Scheduler::tick() {
       became_ready = true;
     } else if (now - p.started_at > p.spec.ready_timeout_s && p.pid > 0) {
       emit("timeout", name, "not ready within " + std::to_string(static_cast<int>(p.spec.ready_timeout_s)) + " s");
-      ::kill(p.pid, SIGKILL);  // reaped by on_sigchld, then restarted or failed
+      send_signal(p, SIGKILL);  // reaped by on_sigchld, then restarted or failed
     }
   }
   if (became_ready && phase_ == Phase::kStarting) advance_start();
@@ -320,12 +438,12 @@ void Scheduler::tick() {
   // Scale-down stops that overran their time.
   for (auto& [name, at] : impl_->kill_at) {
     ProcInfo& p = procs_.at(name);
-    if (p.pid > 0 && now >= at) ::kill(p.pid, SIGKILL);
+    if (p.pid > 0 && now >= at) send_signal(p, SIGKILL);
   }
   // Run stop: the current group overran its time.
   if (phase_ == Phase::kStopping && group_stop_deadline_ > 0 && now >= group_stop_deadline_) {
     for (auto& [name, p] : procs_)
-      if (p.pid > 0 && p.spec.group == stopping_group_) ::kill(p.pid, SIGKILL);
+      if (p.pid > 0 && p.spec.group == stopping_group_) send_signal(p, SIGKILL);
     group_stop_deadline_ = now + options_.stop_timeout_s;
   }
   // Liveness (heartbeats).
@@ -335,7 +453,7 @@ void Scheduler::tick() {
       if (p.state != ProcState::kRunning || p.pid <= 0 || removed_.count(name)) continue;
       if (!alive_(p)) {
         emit("hung", name, "no heartbeat; killing it");
-        ::kill(p.pid, SIGKILL);
+        send_signal(p, SIGKILL);
       }
     }
   }

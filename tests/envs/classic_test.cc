@@ -77,7 +77,7 @@ TEST(Classic, PassConformanceChecks) {
 
 TEST(Classic, OptionsAreCheckedAndDocumented) {
   EXPECT_EQ(make_error("Pendulum-v1", {"gravity=9.81"}),
-            "Pendulum-v1: unknown option 'gravity' (allowed: g, max_episode_steps, x_init, y_init)");
+            "Pendulum-v1: unknown option 'gravity' (allowed: g, max_episode_steps, step_delay_us, x_init, y_init)");
   EXPECT_NE(make_error("Pendulum-v1", {"y_init=9"}).find("y_init=9: expected a number in [0, 8]"), std::string::npos);
   EXPECT_NE(make_error("Acrobot-v1", {"book_or_nips=paper"}).find("expected one of book, nips"), std::string::npos);
   EXPECT_EQ(make_error("MountainCarContinuous-v0", {"reset_low=-0.3", "reset_high=-0.5"}),

@@ -35,11 +35,14 @@ nlohmann::json read_json(const fs::path& p) {
 
 std::string example(const std::string& name) { return std::string(ORCHARD_SOURCE_DIR) + "/examples/" + name; }
 
+// Runs register in $ORCHARD_HOME/runs: keep the tests' registrations out of the user's home.
+const std::vector<std::string> kEnv = {"ORCHARD_HOME=" + (fs::temp_directory_path() / "orchard-run-tests-home").string()};
+
 }  // namespace
 
 TEST(Run, QuickstartPpoReachesTheTargetThroughRealProcesses) {
   fs::path dir = fresh_dir("quickstart");
-  ChildProcess run({orchard_bin("orchard"), "run", example("quickstart.yaml"), "--set", "run_dir=" + dir.string()});
+  ChildProcess run({orchard_bin("orchard"), "run", example("quickstart.yaml"), "--set", "run_dir=" + dir.string()}, kEnv);
   const int code = run.wait(300000);
   ASSERT_EQ(code, 0) << run.output();
   EXPECT_NE(run.output().find("finished: target_return"), std::string::npos) << run.output();
@@ -62,7 +65,7 @@ TEST(Run, QuickstartPpoReachesTheTargetThroughRealProcesses) {
 
 TEST(Run, SacPendulumReachesMinus200ThroughRealProcesses) {
   fs::path dir = fresh_dir("sac");
-  ChildProcess run({orchard_bin("orchard"), "run", example("sac-pendulum.yaml"), "--set", "run_dir=" + dir.string()});
+  ChildProcess run({orchard_bin("orchard"), "run", example("sac-pendulum.yaml"), "--set", "run_dir=" + dir.string()}, kEnv);
   const int code = run.wait(600000);
   ASSERT_EQ(code, 0) << run.output();
   auto result = read_json(dir / "result.json");
@@ -78,7 +81,7 @@ TEST(Run, LearnerKilledWithSigkillResumesFromItsCheckpointAndKeepsLearning) {
                                       "learner: {eval_every: 10, eval_episodes: 5, checkpoint_every_s: 0.2}\n"
                                       "actors: {count: 2}\nbudget: {updates: 80, wall_time_s: 300}\n"
                                       "run_dir: " << dir.string() << "\n";
-  ChildProcess run({orchard_bin("orchard"), "run", (dir / "spec.yaml").string()});
+  ChildProcess run({orchard_bin("orchard"), "run", (dir / "spec.yaml").string()}, kEnv);
   ASSERT_TRUE(run.wait_for_output("all processes ready", 60000)) << run.output();
   std::smatch m;
   std::string out = run.output();
@@ -114,7 +117,7 @@ TEST(Run, AlgorithmThatDoesNotFitTheEnvIsRefusedBeforeAnythingStarts) {
   fs::path dir = fresh_dir("bad");
   std::ofstream(dir / "spec.yaml") << "name: bad\nalgorithm: sac\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\n"
                                       "run_dir: " << dir.string() << "/run\n";
-  ChildProcess run({orchard_bin("orchard"), "run", (dir / "spec.yaml").string()});
+  ChildProcess run({orchard_bin("orchard"), "run", (dir / "spec.yaml").string()}, kEnv);
   EXPECT_EQ(run.wait(60000), 1);
   EXPECT_NE(run.output().find("sac needs a bounded float32 Box action space"), std::string::npos) << run.output();
   EXPECT_FALSE(fs::exists(dir / "run" / "logs"));  // nothing was started
@@ -129,19 +132,19 @@ TEST(Run, CheckpointOfAnotherRunOrACorruptOneIsRefused) {
                                           << "budget: {updates: 3}\nrun_dir: " << dir.string() << "/run\n";
     return (dir / (name + ".yaml")).string();
   };
-  ChildProcess first({orchard_bin("orchard"), "run", spec("alpha")});
+  ChildProcess first({orchard_bin("orchard"), "run", spec("alpha")}, kEnv);
   ASSERT_EQ(first.wait(120000), 0) << first.output();
   // Same directory, another run: the learner refuses the checkpoint and the run fails.
-  ChildProcess other({orchard_bin("orchard"), "run", spec("beta"), "--resume", "--max-restarts", "0"});
+  ChildProcess other({orchard_bin("orchard"), "run", spec("beta"), "--resume", "--max-restarts", "0"}, kEnv);
   EXPECT_NE(other.wait(120000), 0);
   EXPECT_NE(other.output().find("belongs to run 'alpha'"), std::string::npos) << other.output();
   // Without --resume an existing checkpoint is never silently replaced.
-  ChildProcess again({orchard_bin("orchard"), "run", spec("alpha")});
+  ChildProcess again({orchard_bin("orchard"), "run", spec("alpha")}, kEnv);
   EXPECT_EQ(again.wait(60000), 1);
   EXPECT_NE(again.output().find("use --resume"), std::string::npos) << again.output();
   // A torn checkpoint file: a clear error, no silent reinitialisation.
   fs::resize_file(dir / "run" / "checkpoints" / "learner.pt", 100);
-  ChildProcess torn({orchard_bin("orchard"), "run", spec("alpha"), "--resume", "--max-restarts", "0"});
+  ChildProcess torn({orchard_bin("orchard"), "run", spec("alpha"), "--resume", "--max-restarts", "0"}, kEnv);
   EXPECT_NE(torn.wait(120000), 0);
   EXPECT_NE(torn.output().find("learner.pt"), std::string::npos) << torn.output();
   fs::remove_all(dir);

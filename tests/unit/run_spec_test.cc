@@ -165,3 +165,34 @@ TEST(RunSpec, EveryExampleSpecLoadsAndResolves) {
   }
   EXPECT_GE(n, 2);
 }
+
+TEST(RunSpec, HostsAndPlacementAreValidated) {
+  const std::string base = "name: t\nenv: {name: CartPole-v1}\nbudget: {updates: 1}\n";
+  std::string e = error_of(base + "hosts: [{name: a, agent: 'tcp://10.0.0.2:7070', token_file: t}]\n", false);
+  EXPECT_NE(e.find("orchestrator_address: required with hosts"), std::string::npos) << e;
+  e = error_of(base + "orchestrator_address: 10.0.0.1\nhosts: [{name: a, agent: '10.0.0.2', token_file: t}]\n", false);
+  EXPECT_NE(e.find("expected tcp://HOST:PORT"), std::string::npos) << e;
+  e = error_of(base + "orchestrator_address: 10.0.0.1\nhosts: [{name: a, agent: 'tcp://h:1', token_file: t}, "
+                      "{name: a, agent: 'tcp://h:2', token_file: t}]\n", false);
+  EXPECT_NE(e.find("defined twice"), std::string::npos) << e;
+  e = error_of(base + "placement: {actors: [vm9]}\n", false);
+  EXPECT_NE(e.find("unknown host 'vm9' (hosts: local)"), std::string::npos) << e;
+  e = error_of(base + "orchestrator_address: 10.0.0.1\nhosts: [{name: a, agent: 'tcp://h:1', token_file: t}]\n"
+                      "placement: {replay: [a, local]}\n", false);
+  EXPECT_NE(e.find("2 hosts for replay.shards = 1"), std::string::npos) << e;
+  RunSpec s = RunSpec::load_string(base + "orchestrator_address: 10.0.0.1\nhosts: [{name: a, agent: "
+                                          "'tcp://10.0.0.2:7070', token_file: t}]\nplacement: {learner: a, actors: [a, local]}\n",
+                                   "run.yaml");
+  ASSERT_TRUE(s.multi_host());
+  EXPECT_EQ(s.host("a")->address, "10.0.0.2");  // from the agent's endpoint
+  EXPECT_EQ(s.placement.actors, (std::vector<std::string>{"a", "local"}));
+}
+
+TEST(RunSpec, EvaluationOptionsOverrideTheEnvOptions) {
+  RunSpec s = RunSpec::load_string(
+      "name: t\nalgorithm: sac\nenv: {name: Pendulum-v1, options: {g: 9.81, step_delay_us: 5000}}\n"
+      "learner: {eval_options: {step_delay_us: 0}}\nbudget: {updates: 1}\n",
+      "run.yaml");
+  auto o = s.eval_env_options();
+  EXPECT_EQ(o, (std::vector<std::string>{"g=9.81", "step_delay_us=0"}));
+}

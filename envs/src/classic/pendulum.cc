@@ -1,5 +1,8 @@
 #include "classic/pendulum.h"
 
+#include <chrono>
+#include <thread>
+
 namespace orchard::envs::classic {
 namespace {
 
@@ -20,6 +23,10 @@ Pendulum::Pendulum(const EnvOptions& options) : Env(pendulum_spec(options)) {
   x_init_ = options.get_double(name(), "x_init", kPi, 0.0, 1000.0);
   // Larger starting speeds would put the first observation outside the observation space.
   y_init_ = options.get_double(name(), "y_init", 1.0, 0.0, kMaxSpeed);
+  // Benchmarking knob: each step also waits this long, standing in for a simulator whose time is
+  // spent elsewhere (a remote or hardware-in-the-loop simulator), so actor scaling shows on a
+  // small machine. Not part of Gymnasium's Pendulum; 0 (default) adds nothing.
+  step_delay_us_ = options.get_int(name(), "step_delay_us", 0, 0, 10'000'000);
 }
 
 void Pendulum::write_obs(void* obs) const {
@@ -43,6 +50,7 @@ StepResult Pendulum::do_step(const void* action, void* obs) {
   std::memcpy(&u, action, sizeof(u));
   const double reward = advance(state_, u, g_);
   write_obs(obs);
+  if (step_delay_us_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(step_delay_us_));
   return {static_cast<float>(reward), false, false};
 }
 

@@ -88,6 +88,7 @@ class Pendulum final : public Env {
   double g_ = kDefaultGravity;
   double x_init_ = kPi;
   double y_init_ = 1.0;
+  int64_t step_delay_us_ = 0;
   State state_{};
   Rng rng_;
 };

@@ -17,6 +17,9 @@ struct EmbeddedRedisOptions {
   std::string data_dir;  // working dir (log, AOF); empty: a private temp dir removed at the end
   uint16_t port = 0;     // 0: a free loopback port, retried on a fresh one if the race is lost
   bool persist = false;  // appendonly yes (survives a restart of the server in the same dir)
+  // Also listen on this address (multi-host runs: other hosts reach the run's Redis there;
+  // set a password then). Empty: loopback only.
+  std::string extra_bind;
 };
 
 class EmbeddedRedis {
@@ -43,6 +46,8 @@ class EmbeddedRedis {
   const std::string& data_dir() const { return dir_; }
   // "redis://127.0.0.1:<port>/0", with ":<password>@" when a password is set.
   std::string url() const;
+  // The same URL with `host` instead of 127.0.0.1 (for processes on other hosts).
+  std::string url_for(const std::string& host) const;
   // The last `max_bytes` of the server log, for failure messages.
   std::string log_tail(size_t max_bytes = 2000) const;
 
@@ -54,6 +59,7 @@ class EmbeddedRedis {
   std::string binary_;
   std::string password_;
   bool persist_ = false;
+  std::string extra_bind_;
   std::string dir_;
   bool owns_dir_ = false;
   std::string log_path_;  // dir_/redis.log, appended to by every start

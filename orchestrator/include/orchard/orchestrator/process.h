@@ -27,6 +27,7 @@ struct SpawnOptions {
   std::string stderr_path;            // redirect stderr (append) when set
   std::vector<std::string> extra_env; // "KEY=value" added to (or replacing in) the inherited environment
   std::vector<int> cpus;              // sched_setaffinity to these CPUs in the child; empty: inherit
+  std::string cwd;                    // working directory of the child; empty: inherit
 };
 
 // Starts argv[0] (absolute, or searched on PATH) with fork/exec, no shell. Closes the race in

@@ -77,6 +77,7 @@ struct LearnerSpec {
   int64_t prefetch = 2;              // batches sampled ahead
   int64_t eval_every = 0;            // learner updates between evaluations; 0: ppo 1, sac/apt 1000
   int64_t eval_episodes = 10;
+  std::vector<std::string> eval_options;  // "key=value": env options that differ for evaluation
   double checkpoint_every_s = 60;    // 0: only at the end
   double report_every_s = 5;
 };
@@ -85,6 +86,23 @@ struct ActorsSpec {
   int64_t count = 2;
   int64_t torch_threads = 1;
   double report_every_s = 5;
+};
+
+// `hosts:` — machines reached through `orchard agent` (docs/orchestrator.md).
+struct HostSpec {
+  std::string name;             // used in placement
+  std::string agent;            // the agent's endpoint, tcp://10.0.0.2:7070
+  std::string address;          // where other hosts reach this one (default: the agent's host)
+  std::string token_file;       // file holding the agent's token (first line)
+  std::string server_key_file;  // the agent's CURVE public key (orchard keys NAME -> NAME.pub); optional
+  std::string bin_dir;          // Orchard executables there; default: the orchestrator's own directory
+};
+
+// `placement:` — which host runs what; "local" is the machine running `orchard run`.
+struct PlacementSpec {
+  std::vector<std::string> replay = {"local"};   // shard i on replay[i % size]
+  std::string learner = "local";
+  std::vector<std::string> actors = {"local"};   // actor i on actors[i % size]
 };
 
 struct BudgetSpec {
@@ -110,6 +128,8 @@ class RunSpec {
   // The full spec as YAML, with everything resolve() filled in; what orchard run writes to the
   // run directory and hands to every process.
   std::string resolved_yaml() const;
+  // Fixes the endpoints before resolve() (multi-host runs: addresses and ports from the agents).
+  void set_endpoints(const std::vector<std::string>& replay, const std::string& weights);
 
   std::string name;
   uint64_t seed = 1;
@@ -123,6 +143,11 @@ class RunSpec {
   std::string redis_url;              // empty: no Redis (orchard run starts its own)
   std::string run_dir;                // default runs/<name>
   std::string checkpoint_dir;         // default <run_dir>/checkpoints
+  std::vector<HostSpec> hosts;
+  PlacementSpec placement;
+  std::string orchestrator_address;   // where other hosts reach this machine (Redis); needed with hosts
+  bool multi_host() const { return !hosts.empty(); }
+  const HostSpec* host(const std::string& name) const;  // nullptr for "local" or unknown
   int64_t replay_shards = 1;
   std::vector<std::string> replay_endpoints;  // one per shard (resolved)
   std::string weights_endpoint;               // learner rank 0 PUB (resolved)
@@ -143,6 +168,8 @@ class RunSpec {
   // What learner and actors agree the policy network is (WEIGHTS for another are refused), e.g.
   // "ppo ActorCritic obs Box(4) act Discrete(2) hidden [64, 64]". Needs resolve().
   std::string model_description() const;
+  // env.options with learner.eval_options applied on top ("key=value" strings).
+  std::vector<std::string> eval_env_options() const;
 
  private:
   explicit RunSpec(core::ConfigNode node);

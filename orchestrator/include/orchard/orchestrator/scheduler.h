@@ -35,6 +35,11 @@ struct ProcessSpec {
   bool clean_exit_ends_run = false;
   std::vector<int> cpus;            // pin to these CPUs (sched_setaffinity); empty: no pinning
   std::vector<std::string> env;     // extra "KEY=value" environment entries
+  // Remote processes: the agent (set_agent) that runs it; empty: this machine. For a remote
+  // process `log_path` is ignored (the agent keeps the log in its run directory), `{dir}` in argv
+  // and env stands for that directory, and `files` (name -> content) are written there first.
+  std::string host;
+  std::map<std::string, std::string> files;
 };
 
 struct SchedulerOptions {
@@ -44,6 +49,9 @@ struct SchedulerOptions {
   double stop_timeout_s = 20;       // SIGTERM, then SIGKILL after this long (per group)
   double tick_s = 0.05;             // readiness polling and restart timers
   int parent_death_signal = 15;     // SIGTERM to the children if the scheduler's process dies
+  std::string run = "run";          // run name (agents keep processes per run)
+  double agent_poll_s = 0.25;       // remote processes: exit and readiness polling interval
+  double agent_lost_s = 10;         // an agent silent this long: its processes count as failed
 };
 
 enum class ProcState { kPending, kStarting, kRunning, kBackoff, kStopping, kExited };
@@ -66,6 +74,8 @@ struct SchedulerEvent {
   std::string detail;
 };
 
+class AgentClient;
+
 class Scheduler {
  public:
   Scheduler(boost::asio::io_context& io, SchedulerOptions options);
@@ -87,6 +97,12 @@ class Scheduler {
   // Liveness: called every `every_s` for each running (ready) process; returning false means the
   // process is hung — it is killed (SIGKILL) and handled like a crash.
   void set_liveness_check(std::function<bool(const ProcInfo&)> alive, double every_s);
+  // The agent that runs processes whose spec.host is `host`. Calls to it block the loop for at
+  // most its timeout.
+  void set_agent(const std::string& host, std::shared_ptr<AgentClient> agent);
+  // A process already running under an agent (found by `list` when a run resumes): taken over
+  // as running instead of being started again. Call before start().
+  void adopt(const std::string& name, pid_t pid);
 
   std::function<void(const SchedulerEvent&)> on_event;
   std::function<void()> on_ready;
@@ -103,7 +119,10 @@ class Scheduler {
   void launch(ProcInfo& p);
   void tick();
   void on_sigchld();
-  void handle_exit(ProcInfo& p, int status);
+  void handle_exit(ProcInfo& p, int status, const std::string& how_override = "");
+  void send_signal(ProcInfo& p, int sig);
+  void poll_agents();
+  AgentClient* agent_for(const ProcInfo& p);
   void emit(const std::string& kind, const std::string& proc, const std::string& detail);
   void advance_start();
   void advance_stop();
@@ -123,6 +142,9 @@ class Scheduler {
   std::string reason_;
   std::function<bool(const ProcInfo&)> alive_;
   double alive_every_s_ = 0, next_alive_check_ = 0;
+  std::map<std::string, std::shared_ptr<AgentClient>> agents_;
+  std::map<std::string, double> agent_last_ok_;
+  double next_agent_poll_ = 0;
 };
 
 double steady_seconds();

@@ -1,0 +1,464 @@
+#include "orchard/orchestrator/agent.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "orchard/core/error.h"
+#include "orchard/core/net.h"
+#include "orchard/core/shutdown.h"
+#include "orchard/core/wire.h"
+#include "orchard/orchestrator/process.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace orchard::orchestrator {
+
+namespace {
+
+int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// An adopted process (not our child) is gone when its pid no longer exists or is a zombie
+// waiting for a parent that does not reap (PID 1 in some containers).
+bool process_gone(pid_t pid) {
+  if (::kill(pid, 0) != 0) return true;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  const size_t close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
+}
+
+bool constant_time_equal(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+// Run and process names become path components: keep them to a safe alphabet.
+void check_name(const json& r, const char* key) {
+  static const std::regex kSafe("[A-Za-z0-9][A-Za-z0-9_.-]{0,63}");
+  if (!r.contains(key) || !r[key].is_string())
+    throw Error(std::string("field '") + key + "' (string) is required");
+  if (!std::regex_match(r[key].get<std::string>(), kSafe))
+    throw Error(std::string("field '") + key + "' must be 1-64 of [A-Za-z0-9_.-], got '" + r[key].get<std::string>() +
+                "'");
+}
+
+std::string describe_status(int status) {
+  if (status == -1) return "gone";
+  if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
+  return "status " + std::to_string(status);
+}
+
+}  // namespace
+
+struct AgentServer::Impl {
+  zmq::context_t ctx{1};
+  std::unique_ptr<zmq::socket_t> router;
+};
+
+AgentServer::AgentServer(AgentOptions options) : options_(std::move(options)), impl_(std::make_unique<Impl>()) {
+  if (options_.token.size() < 16)
+    throw ConfigError("orchard agent: the token must be at least 16 characters (got " +
+                      std::to_string(options_.token.size()) + ")");
+  if (options_.state_dir.empty()) throw ConfigError("orchard agent: a state directory is required");
+  fs::create_directories(options_.state_dir);
+  impl_->router = std::make_unique<zmq::socket_t>(impl_->ctx, zmq::socket_type::router);
+  core::SocketOptions so;
+  so.max_message_bytes = 64 << 20;
+  core::apply_socket_options(*impl_->router, so);
+  if (!options_.curve_key_file.empty())
+    core::make_curve_server(*impl_->router, core::load_curve_keys(options_.curve_key_file, true));
+  try {
+    impl_->router->bind(options_.listen);
+  } catch (const zmq::error_t& e) {
+    throw Error("orchard agent: cannot bind " + options_.listen + ": " + e.what());
+  }
+  endpoint_ = impl_->router->get(zmq::sockopt::last_endpoint);
+  // Re-attach to what a previous incarnation started and is still running.
+  std::ifstream in(options_.state_dir + "/procs.json");
+  if (in) {
+    try {
+      json saved = json::parse(in);
+      for (const auto& p : saved) {
+        Proc proc;
+        proc.run = p.at("run");
+        proc.name = p.at("name");
+        proc.log = p.at("log");
+        proc.pid = p.at("pid");
+        proc.started_ms = p.value("started_ms", int64_t{0});
+        proc.child = false;
+        proc.exited = p.value("exited", false) || process_gone(proc.pid);
+        proc.status = p.value("status", -1);
+        if (proc.exited && !p.value("exited", false)) proc.status = -1;
+        procs_[proc.run + "/" + proc.name] = proc;
+        if (!proc.exited) spdlog::info("re-attached to {}/{} (pid {})", proc.run, proc.name, proc.pid);
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("ignoring unreadable {}/procs.json: {}", options_.state_dir, e.what());
+    }
+  }
+}
+
+AgentServer::~AgentServer() = default;
+
+std::string AgentServer::run_dir(const std::string& run) const { return options_.state_dir + "/runs/" + run; }
+
+void AgentServer::save_state() {
+  json all = json::array();
+  for (const auto& [key, p] : procs_)
+    all.push_back({{"run", p.run}, {"name", p.name}, {"log", p.log}, {"pid", p.pid}, {"exited", p.exited},
+                   {"status", p.status}, {"started_ms", p.started_ms}});
+  const std::string path = options_.state_dir + "/procs.json", tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << all.dump();
+  }
+  fs::rename(tmp, path);
+}
+
+void AgentServer::reap() {
+  bool changed = false;
+  for (auto& [key, p] : procs_) {
+    if (p.exited) continue;
+    if (p.child) {
+      int status = 0;
+      if (::waitpid(p.pid, &status, WNOHANG) == p.pid) {
+        p.exited = true;
+        p.status = status;
+        changed = true;
+      }
+    } else if (process_gone(p.pid)) {
+      p.exited = true;
+      p.status = -1;  // not our child: the status is unknown
+      changed = true;
+    }
+  }
+  if (changed) save_state();
+}
+
+json AgentServer::op_host() {
+  json h = {{"cpus", std::thread::hardware_concurrency()}, {"advertise_host", options_.advertise_host}};
+  std::ifstream mem("/proc/meminfo");
+  std::string key;
+  int64_t value;
+  std::string unit;
+  while (mem >> key >> value >> unit) {
+    if (key == "MemTotal:") h["mem_total_kb"] = value;
+    if (key == "MemAvailable:") h["mem_available_kb"] = value;
+  }
+  std::ifstream load("/proc/loadavg");
+  double l1 = 0;
+  if (load >> l1) h["load1"] = l1;
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  h["hostname"] = host;
+  return h;
+}
+
+json AgentServer::op_start(const json& r) {
+  check_name(r, "run");
+  check_name(r, "name");
+  if (!r.contains("argv") || !r["argv"].is_array() || r["argv"].empty())
+    throw Error("field 'argv' (non-empty array of strings) is required");
+  const std::string run = r["run"], name = r["name"], key = run + "/" + name;
+  auto it = procs_.find(key);
+  if (it != procs_.end() && !it->second.exited)
+    throw Error("process " + key + " is already running (pid " + std::to_string(it->second.pid) + ")");
+  const std::string dir = run_dir(run);
+  fs::create_directories(dir + "/logs");
+  // Files the process needs (the resolved spec), written before it starts.
+  if (r.contains("files")) {
+    if (!r["files"].is_object()) throw Error("field 'files' must be an object of name -> content");
+    for (const auto& [fname, content] : r["files"].items()) {
+      if (fname.empty() || fname.find('/') != std::string::npos || fname[0] == '.')
+        throw Error("file name '" + fname + "' must be a plain name");
+      if (!content.is_string()) throw Error("file '" + fname + "' content must be a string");
+      std::ofstream(dir + "/" + fname, std::ios::trunc) << content.get<std::string>();
+    }
+  }
+  auto subst = [&](std::string s) {
+    for (size_t pos; (pos = s.find("{dir}")) != std::string::npos;) s.replace(pos, 5, dir);
+    return s;
+  };
+  std::vector<std::string> argv;
+  for (const auto& a : r["argv"]) {
+    if (!a.is_string()) throw Error("field 'argv' must hold strings only");
+    argv.push_back(subst(a.get<std::string>()));
+  }
+  SpawnOptions so;
+  so.parent_death_signal = 0;  // the processes outlive the agent (it re-attaches after a restart)
+  so.new_process_group = true;
+  so.cwd = dir;
+  const std::string log = dir + "/logs/" + name + ".log";
+  so.stdout_path = log;
+  so.stderr_path = log;
+  if (r.contains("env")) {
+    if (!r["env"].is_array()) throw Error("field 'env' must be an array of KEY=value strings");
+    for (const auto& e : r["env"]) {
+      if (!e.is_string()) throw Error("field 'env' must hold strings only");
+      so.extra_env.push_back(subst(e.get<std::string>()));
+    }
+  }
+  if (r.contains("cpus")) {
+    if (!r["cpus"].is_array()) throw Error("field 'cpus' must be an array of integers");
+    for (const auto& c : r["cpus"]) {
+      if (!c.is_number_integer()) throw Error("field 'cpus' must hold integers only");
+      so.cpus.push_back(c.get<int>());
+    }
+  }
+  Proc p;
+  p.run = run;
+  p.name = name;
+  p.log = log;
+  p.pid = spawn_process(argv, so);
+  p.started_ms = wall_ms();
+  procs_[key] = p;
+  save_state();
+  spdlog::info("started {} (pid {})", key, p.pid);
+  return {{"pid", p.pid}, {"log", log}, {"dir", dir}};
+}
+
+json AgentServer::op_signal(const json& r) {
+  check_name(r, "run");
+  check_name(r, "name");
+  const int sig = r.value("signal", SIGTERM);
+  if (sig != SIGTERM && sig != SIGKILL && sig != SIGINT) throw Error("field 'signal' must be 2, 9 or 15");
+  auto it = procs_.find(r["run"].get<std::string>() + "/" + r["name"].get<std::string>());
+  if (it == procs_.end()) throw Error("no process " + r["run"].get<std::string>() + "/" + r["name"].get<std::string>());
+  if (!it->second.exited) ::kill(it->second.pid, sig);
+  return {{"pid", it->second.pid}, {"exited", it->second.exited}};
+}
+
+json AgentServer::op_list(const json& r) {
+  const std::string run = r.contains("run") && r["run"].is_string() ? r["run"].get<std::string>() : "";
+  json out = json::array();
+  for (const auto& [key, p] : procs_) {
+    if (!run.empty() && p.run != run) continue;
+    out.push_back({{"run", p.run},
+                   {"name", p.name},
+                   {"pid", p.pid},
+                   {"running", !p.exited},
+                   {"exit", p.exited ? describe_status(p.status) : ""},
+                   {"exit_status", p.status},
+                   {"adopted", !p.child},
+                   {"started_ms", p.started_ms}});
+  }
+  return {{"procs", out}};
+}
+
+json AgentServer::op_logs(const json& r) {
+  check_name(r, "run");
+  check_name(r, "name");
+  auto it = procs_.find(r["run"].get<std::string>() + "/" + r["name"].get<std::string>());
+  if (it == procs_.end()) throw Error("no process " + r["run"].get<std::string>() + "/" + r["name"].get<std::string>());
+  const int64_t offset = r.value("offset", int64_t{0});
+  const int64_t max = std::min<int64_t>(r.value("max_bytes", int64_t{1} << 20), int64_t{8} << 20);
+  std::ifstream in(it->second.log, std::ios::binary);
+  std::string data;
+  if (in) {
+    in.seekg(0, std::ios::end);
+    const int64_t size = static_cast<int64_t>(in.tellg());
+    const int64_t from = offset < 0 ? std::max<int64_t>(0, size + offset) : std::min(offset, size);
+    in.seekg(from);
+    data.resize(static_cast<size_t>(std::min(max, size - from)));
+    in.read(data.data(), static_cast<std::streamsize>(data.size()));
+    return {{"data", data}, {"offset", from + static_cast<int64_t>(data.size())}, {"size", size}};
+  }
+  return {{"data", ""}, {"offset", 0}, {"size", 0}};
+}
+
+json AgentServer::op_read_file(const json& r) {
+  check_name(r, "run");
+  if (!r.contains("path") || !r["path"].is_string()) throw Error("field 'path' (string) is required");
+  const std::string rel = r["path"];
+  if (rel.empty() || rel[0] == '/' || rel.find("..") != std::string::npos)
+    throw Error("path '" + rel + "' must be relative to the run directory, without '..'");
+  const std::string path = run_dir(r["run"]) + "/" + rel;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {{"exists", false}};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return {{"exists", true}, {"data", ss.str()}};
+}
+
+json AgentServer::handle(const std::string& text) {
+  json r;
+  try {
+    r = json::parse(text);
+  } catch (const std::exception& e) {
+    ++rejected_;
+    return {{"ok", false}, {"error", std::string("request is not valid JSON: ") + e.what()}};
+  }
+  if (!r.is_object()) {
+    ++rejected_;
+    return {{"ok", false}, {"error", "request must be a JSON object"}};
+  }
+  if (!r.contains("token") || !r["token"].is_string() || !constant_time_equal(r["token"], options_.token)) {
+    ++rejected_;
+    spdlog::warn("refused a request with a wrong or missing token");
+    return {{"ok", false}, {"error", "unauthorized: wrong or missing token"}};
+  }
+  const std::string op = r.value("op", "");
+  try {
+    reap();
+    json out;
+    if (op == "ping") {
+      out = {{"pong", true}};
+    } else if (op == "host") {
+      out = op_host();
+    } else if (op == "start") {
+      out = op_start(r);
+    } else if (op == "signal") {
+      out = op_signal(r);
+    } else if (op == "list") {
+      out = op_list(r);
+    } else if (op == "logs") {
+      out = op_logs(r);
+    } else if (op == "read_file") {
+      out = op_read_file(r);
+    } else if (op == "reset_run") {
+      // A fresh run of this name: forget its processes and files, unless some still run.
+      check_name(r, "run");
+      const std::string run = r["run"];
+      for (const auto& [key, p] : procs_)
+        if (p.run == run && !p.exited)
+          throw Error("run '" + run + "' still has a running process (" + p.name + ", pid " + std::to_string(p.pid) + ")");
+      for (auto it = procs_.begin(); it != procs_.end();) it = it->second.run == run ? procs_.erase(it) : std::next(it);
+      fs::remove_all(run_dir(run));
+      save_state();
+      out = {{"reset", run}};
+    } else if (op == "free_port") {
+      out = {{"port", core::free_loopback_port()}};
+    } else {
+      ++rejected_;
+      return {{"ok", false}, {"error", "unknown op '" + op + "' (ping, host, start, signal, list, logs, read_file, reset_run, free_port)"}};
+    }
+    out["ok"] = true;
+    return out;
+  } catch (const std::exception& e) {
+    ++rejected_;
+    return {{"ok", false}, {"error", op + ": " + e.what()}};
+  }
+}
+
+void AgentServer::run() {
+  zmq::socket_t& s = *impl_->router;
+  while (!stop_ && !core::Shutdown::requested()) {
+    zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+    try {
+      zmq::poll(&item, 1, std::chrono::milliseconds(200));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;  // a signal (SIGTERM: the loop condition ends the loop)
+      throw;
+    }
+    reap();
+    if (!(item.revents & ZMQ_POLLIN)) continue;
+    // [identity][empty][request] from REQ clients; anything else is dropped with a count.
+    std::vector<zmq::message_t> parts;
+    for (;;) {
+      zmq::message_t m;
+      if (!s.recv(m, zmq::recv_flags::dontwait)) break;
+      const bool more = m.more();
+      parts.push_back(std::move(m));
+      if (!more || parts.size() > 8) break;
+    }
+    if (parts.size() != 3 || parts[1].size() != 0) {
+      ++rejected_;
+      continue;
+    }
+    json reply = handle(parts[2].to_string());
+    s.send(std::move(parts[0]), zmq::send_flags::sndmore);
+    s.send(zmq::message_t(), zmq::send_flags::sndmore);
+    s.send(zmq::buffer(reply.dump()), zmq::send_flags::none);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct AgentClient::Impl {
+  zmq::context_t ctx{1};
+  std::unique_ptr<zmq::socket_t> req;
+};
+
+AgentClient::AgentClient(std::string name, std::string endpoint, std::string token, std::string server_public_key,
+                         int timeout_ms)
+    : name_(std::move(name)),
+      endpoint_(std::move(endpoint)),
+      token_(std::move(token)),
+      server_key_(std::move(server_public_key)),
+      timeout_ms_(timeout_ms),
+      impl_(std::make_unique<Impl>()) {
+  connect();
+}
+
+AgentClient::~AgentClient() = default;
+
+void AgentClient::connect() {
+  impl_->req = std::make_unique<zmq::socket_t>(impl_->ctx, zmq::socket_type::req);
+  core::SocketOptions so;
+  so.max_message_bytes = 64 << 20;
+  core::apply_socket_options(*impl_->req, so);
+  if (!server_key_.empty()) core::make_curve_client(*impl_->req, core::generate_curve_keypair(), server_key_);
+  impl_->req->connect(endpoint_);
+}
+
+bool AgentClient::try_call(const json& request, json* reply) {
+  json r = request;
+  r["token"] = token_;
+  impl_->req->send(zmq::buffer(r.dump()), zmq::send_flags::none);
+  zmq::pollitem_t item{impl_->req->handle(), 0, ZMQ_POLLIN, 0};
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    try {
+      zmq::poll(&item, 1, std::max(left, std::chrono::milliseconds(0)));
+      break;
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;  // interrupted by a signal: wait for the rest of the time
+    }
+  }
+  if (!(item.revents & ZMQ_POLLIN)) {
+    connect();  // a REQ socket without its reply is stuck: start over (lazy pirate)
+    return false;
+  }
+  zmq::message_t m;
+  (void)impl_->req->recv(m, zmq::recv_flags::none);
+  try {
+    *reply = json::parse(m.to_string());
+  } catch (const std::exception& e) {
+    throw Error("agent " + name_ + " (" + endpoint_ + "): unreadable reply: " + e.what());
+  }
+  return true;
+}
+
+json AgentClient::call(json request) {
+  const std::string op = request.value("op", "?");
+  json reply;
+  if (!try_call(request, &reply))
+    throw Error("agent " + name_ + " (" + endpoint_ + "): no reply to '" + op + "' within " +
+                std::to_string(timeout_ms_) + " ms (is `orchard agent` running there and reachable?)");
+  if (!reply.value("ok", false))
+    throw Error("agent " + name_ + " (" + endpoint_ + "): " + reply.value("error", std::string("error")));
+  return reply;
+}
+
+}  // namespace orchard::orchestrator

@@ -1,0 +1,287 @@
+// The node agent and multi-host runs. Hosts are network namespaces made by the test (`ip netns`,
+// a veth pair to each, one `orchard agent` inside each): separate network stacks on one machine,
+// reached only over their own addresses. Where namespaces cannot be created (not root, no
+// iproute2) those tests are skipped with the reason; the agent's own protocol tests always run.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "orchard/core/error.h"
+#include "orchard/core/net.h"
+#include "orchard/core/wire.h"
+#include "orchard/orchestrator/agent.h"
+#include "orchard/orchestrator/process.h"
+#include "support/child_process.h"
+
+namespace fs = std::filesystem;
+using orchard::orchestrator::AgentClient;
+using orchard::orchestrator::run_command;
+using orchard::testing::ChildProcess;
+using orchard::testing::orchard_bin;
+
+namespace {
+
+const char* kToken = "0123456789abcdef-test-token";
+
+struct Dir {
+  fs::path path;
+  explicit Dir(const std::string& name) {
+    path = fs::temp_directory_path() / ("orchard-agent-" + name + "-" + std::to_string(::getpid()));
+    fs::remove_all(path);
+    fs::create_directories(path);
+    std::ofstream(path / "token") << kToken << "\n";
+    std::ofstream(path / "wrong-token") << "not-the-right-token-at-all\n";
+  }
+  ~Dir() { fs::remove_all(path); }
+};
+
+// Two namespaces, each with a veth pair to the root namespace; forwarding on so they reach
+// each other through it. Removed (with everything running inside) on destruction.
+class NetnsLab {
+ public:
+  struct Host {
+    std::string ns, ip, root_ip;
+  };
+  NetnsLab() {
+    const int k = static_cast<int>(::getpid() % 250) + 1;
+    const std::string tag = std::to_string(::getpid() % 100000);
+    for (int i = 0; i < 2; ++i) {
+      Host h;
+      h.ns = "orch" + tag + (i ? "b" : "a");
+      const std::string net = "10." + std::to_string(213 + i) + "." + std::to_string(k) + ".";
+      h.ip = net + "2";
+      h.root_ip = net + "1";
+      const std::string out = "ov" + tag + (i ? "b" : "a"), in = "iv" + tag + (i ? "b" : "a");
+      const std::vector<std::vector<std::string>> steps = {
+          {"ip", "netns", "add", h.ns},
+          {"ip", "link", "add", out, "type", "veth", "peer", "name", in},
+          {"ip", "link", "set", in, "netns", h.ns},
+          {"ip", "addr", "add", h.root_ip + "/24", "dev", out},
+          {"ip", "link", "set", out, "up"},
+          {"ip", "netns", "exec", h.ns, "ip", "addr", "add", h.ip + "/24", "dev", in},
+          {"ip", "netns", "exec", h.ns, "ip", "link", "set", in, "up"},
+          {"ip", "netns", "exec", h.ns, "ip", "link", "set", "lo", "up"},
+          {"ip", "netns", "exec", h.ns, "ip", "route", "add", "default", "via", h.root_ip}};
+      hosts.push_back(h);
+      links.push_back(out);
+      for (const auto& s : steps) {
+        auto r = run_command(s, 10000);
+        if (r.exit_code != 0) {
+          error = "`" + join(s) + "` failed: " + r.output;
+          return;
+        }
+      }
+    }
+    auto fwd = run_command({"sysctl", "-n", "net.ipv4.ip_forward"}, 5000);
+    old_forward = fwd.output.empty() ? "0" : fwd.output.substr(0, 1);
+    auto r = run_command({"sysctl", "-w", "net.ipv4.ip_forward=1"}, 5000);
+    if (r.exit_code != 0) error = "cannot enable IPv4 forwarding: " + r.output;
+  }
+  ~NetnsLab() {
+    for (const auto& h : hosts) {
+      // Whatever still runs in a namespace dies with the test.
+      auto pids = run_command({"ip", "netns", "pids", h.ns}, 5000);
+      std::istringstream in(pids.output);
+      for (pid_t p; in >> p;) ::kill(p, SIGKILL);
+      run_command({"ip", "netns", "del", h.ns}, 10000);
+    }
+    for (const auto& l : links) run_command({"ip", "link", "del", l}, 5000);
+    if (!old_forward.empty()) run_command({"sysctl", "-w", "net.ipv4.ip_forward=" + old_forward}, 5000);
+  }
+  std::vector<pid_t> pids_in(const Host& h) {
+    auto r = run_command({"ip", "netns", "pids", h.ns}, 5000);
+    std::vector<pid_t> out;
+    std::istringstream in(r.output);
+    for (pid_t p; in >> p;) out.push_back(p);
+    return out;
+  }
+  static std::string join(const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : " ") + x;
+    return s;
+  }
+  std::vector<Host> hosts;
+  std::vector<std::string> links;
+  std::string error, old_forward;
+};
+
+std::unique_ptr<ChildProcess> start_agent(const NetnsLab::Host& h, const fs::path& dir, const std::string& state) {
+  auto p = std::make_unique<ChildProcess>(std::vector<std::string>{
+      "ip", "netns", "exec", h.ns, orchard_bin("orchard"), "agent", "--listen", "tcp://" + h.ip + ":7070",
+      "--token-file", (dir / "token").string(), "--state-dir", (dir / state).string(), "--advertise", h.ip});
+  return p;
+}
+
+std::string two_host_spec(const fs::path& dir, const NetnsLab& lab, const std::string& name, const std::string& budget) {
+  const auto& a = lab.hosts[0];
+  const auto& b = lab.hosts[1];
+  std::ofstream(dir / "spec.yaml")
+      << "name: " << name << "\nseed: 4\nenv: {name: CartPole-v1, num_envs: 4}\nppo: {segment_length: 32}\n"
+      << "learner: {eval_every: 10, eval_episodes: 3, checkpoint_every_s: 0.5, report_every_s: 0.5}\n"
+      << "actors: {count: 2, report_every_s: 0.5}\nbudget: " << budget << "\n"
+      << "run_dir: " << (dir / "run").string() << "\n"
+      << "orchestrator_address: " << a.root_ip << "\n"
+      << "hosts:\n"
+      << "  - {name: a, agent: 'tcp://" << a.ip << ":7070', token_file: " << (dir / "token").string() << "}\n"
+      << "  - {name: b, agent: 'tcp://" << b.ip << ":7070', token_file: " << (dir / "token").string() << "}\n"
+      << "placement: {replay: [a], learner: a, actors: [b, local]}\n";
+  return (dir / "spec.yaml").string();
+}
+
+std::vector<std::string> home(const fs::path& dir) { return {"ORCHARD_HOME=" + (dir / "home").string()}; }
+
+}  // namespace
+
+TEST(Agent, RefusesWrongTokensAndBadRequestsAndKeepsServing) {
+  Dir d("proto");
+  const std::string ep = "tcp://127.0.0.1:" + std::to_string(orchard::core::free_loopback_port());
+  ChildProcess agent({orchard_bin("orchard"), "agent", "--listen", ep, "--token-file", (d.path / "token").string(),
+                      "--state-dir", (d.path / "state").string()});
+  ASSERT_TRUE(agent.wait_for_output("ready", 20000)) << agent.output();
+
+  AgentClient wrong("x", ep, "not-the-right-token-at-all");
+  try {
+    wrong.call({{"op", "ping"}});
+    FAIL() << "a wrong token was accepted";
+  } catch (const orchard::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unauthorized"), std::string::npos) << e.what();
+  }
+  // Garbage on the wire: an error reply, and the agent still answers afterwards.
+  zmq::context_t ctx;
+  zmq::socket_t raw(ctx, zmq::socket_type::req);
+  raw.connect(ep);
+  raw.send(zmq::str_buffer("{not json"), zmq::send_flags::none);
+  zmq::message_t reply;
+  ASSERT_TRUE(raw.recv(reply));
+  EXPECT_NE(reply.to_string().find("not valid JSON"), std::string::npos) << reply.to_string();
+
+  AgentClient c("x", ep, kToken);
+  EXPECT_TRUE(c.call({{"op", "ping"}}).value("pong", false));
+  auto host = c.call({{"op", "host"}});
+  EXPECT_GT(host.value("cpus", 0), 0);
+  EXPECT_GT(host.value("mem_total_kb", int64_t{0}), 0);
+  for (const auto& [req, needle] : std::vector<std::pair<nlohmann::json, std::string>>{
+           {{{"op", "reboot"}}, "unknown op 'reboot'"},
+           {{{"op", "start"}, {"run", "../etc"}, {"name", "x"}, {"argv", {"/bin/true"}}}, "field 'run'"},
+           {{{"op", "start"}, {"run", "r"}, {"name", "x"}, {"argv", "true"}}, "field 'argv'"},
+           {{{"op", "read_file"}, {"run", "r"}, {"path", "../../token"}}, "without '..'"},
+           {{{"op", "signal"}, {"run", "r"}, {"name", "nobody"}}, "no process r/nobody"}}) {
+    try {
+      c.call(req);
+      ADD_FAILURE() << req.dump() << " was accepted";
+    } catch (const orchard::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  }
+  // A real process: started, listed, its log read, signalled, reaped.
+  auto started = c.call({{"op", "start"}, {"run", "r"}, {"name", "p"},
+                         {"argv", {"/bin/sh", "-c", "echo ready; cat {dir}/note.txt; sleep 30"}},
+                         {"files", {{"note.txt", "hello from the orchestrator"}}}});
+  const int pid = started.value("pid", -1);
+  ASSERT_GT(pid, 0);
+  std::string log;
+  for (int i = 0; i < 100 && log.find("hello") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    log = c.call({{"op", "logs"}, {"run", "r"}, {"name", "p"}, {"offset", 0}}).value("data", std::string());
+  }
+  EXPECT_NE(log.find("ready\nhello from the orchestrator"), std::string::npos) << log;
+  EXPECT_TRUE(c.call({{"op", "list"}, {"run", "r"}})["procs"][0].value("running", false));
+  c.call({{"op", "signal"}, {"run", "r"}, {"name", "p"}, {"signal", 15}});
+  bool exited = false;
+  for (int i = 0; i < 100 && !exited; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto p = c.call({{"op", "list"}, {"run", "r"}})["procs"][0];
+    exited = !p.value("running", true);
+    if (exited) {
+      EXPECT_EQ(p.value("exit", std::string()), "signal 15");
+    }
+  }
+  EXPECT_TRUE(exited);
+  EXPECT_NE(::kill(pid, 0), 0);
+  agent.signal(SIGTERM);
+  EXPECT_EQ(agent.wait(10000), 0);
+}
+
+TEST(Agent, AnUnreachableAgentIsAClearErrorBeforeAnythingStarts) {
+  Dir d("unreach");
+  std::ofstream(d.path / "spec.yaml")
+      << "name: unreach\nenv: {name: CartPole-v1}\nbudget: {updates: 1}\nrun_dir: " << (d.path / "run").string()
+      << "\norchestrator_address: 127.0.0.1\nhosts:\n  - {name: far, agent: 'tcp://127.0.0.1:"
+      << orchard::core::free_loopback_port() << "', token_file: " << (d.path / "token").string()
+      << "}\nplacement: {actors: [far]}\n";
+  ChildProcess run({orchard_bin("orchard"), "run", (d.path / "spec.yaml").string()}, home(d.path));
+  EXPECT_EQ(run.wait(60000), 1);
+  EXPECT_NE(run.output().find("host 'far': agent far"), std::string::npos) << run.output();
+  EXPECT_NE(run.output().find("no reply to 'ping'"), std::string::npos) << run.output();
+  EXPECT_FALSE(fs::exists(d.path / "run" / "logs"));
+  // Placement naming a host the spec does not define.
+  std::ofstream(d.path / "spec2.yaml") << "name: x\nenv: {name: CartPole-v1}\nbudget: {updates: 1}\n"
+                                       << "placement: {learner: gpu-box}\n";
+  ChildProcess bad({orchard_bin("orchard"), "run", (d.path / "spec2.yaml").string()}, home(d.path));
+  EXPECT_EQ(bad.wait(60000), 1);
+  EXPECT_NE(bad.output().find("unknown host 'gpu-box'"), std::string::npos) << bad.output();
+}
+
+TEST(Agent, RunAcrossTwoHostsInNetworkNamespaces) {
+  NetnsLab lab;
+  if (!lab.error.empty()) GTEST_SKIP() << "network namespaces unavailable here: " << lab.error;
+  Dir d("netns");
+  auto a = start_agent(lab.hosts[0], d.path, "state-a");
+  auto b = start_agent(lab.hosts[1], d.path, "state-b");
+  ASSERT_TRUE(a->wait_for_output("ready", 20000)) << a->output();
+  ASSERT_TRUE(b->wait_for_output("ready", 20000)) << b->output();
+  ChildProcess run({orchard_bin("orchard"), "run", two_host_spec(d.path, lab, "twohost", "{updates: 40, wall_time_s: 240}")},
+                   home(d.path));
+  EXPECT_EQ(run.wait(300000), 0) << run.output();
+  const std::string out = run.output();
+  EXPECT_NE(out.find("replay-0: pid"), std::string::npos) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex("\\[start\\] replay-0: pid \\d+ on a"))) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex("\\[start\\] learner-0: pid \\d+ on a"))) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex("\\[start\\] actor-0: pid \\d+ on b"))) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex("\\[start\\] actor-1: pid \\d+\\n"))) << out;  // local
+  std::ifstream in(d.path / "run" / "result.json");  // fetched from host a
+  ASSERT_TRUE(in) << out;
+  auto result = nlohmann::json::parse(in);
+  EXPECT_EQ(result["updates"].get<int64_t>(), 40);
+  // The remote actor's log lives on host b and shows it took weights from the learner on a.
+  std::ifstream alog(d.path / "state-b" / "runs" / "twohost" / "logs" / "actor-0.log");
+  std::string log((std::istreambuf_iterator<char>(alog)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(std::regex_search(log, std::regex("weights v[1-9]"))) << log;
+  // Nothing of the run is left in either namespace: only the agents.
+  EXPECT_EQ(lab.pids_in(lab.hosts[0]).size(), 1u);
+  EXPECT_EQ(lab.pids_in(lab.hosts[1]).size(), 1u);
+}
+
+TEST(Agent, AnAgentKilledMidRunReattachesToItsProcessesWhenRestarted) {
+  NetnsLab lab;
+  if (!lab.error.empty()) GTEST_SKIP() << "network namespaces unavailable here: " << lab.error;
+  Dir d("reattach");
+  auto a = start_agent(lab.hosts[0], d.path, "state-a");
+  auto b = start_agent(lab.hosts[1], d.path, "state-b");
+  ASSERT_TRUE(a->wait_for_output("ready", 20000)) << a->output();
+  ASSERT_TRUE(b->wait_for_output("ready", 20000)) << b->output();
+  ChildProcess run({orchard_bin("orchard"), "run", two_host_spec(d.path, lab, "reattach", "{updates: 150, wall_time_s: 240}")},
+                   home(d.path));
+  ASSERT_TRUE(run.wait_for_output("all processes ready", 90000)) << run.output();
+  // Kill agent b outright; its actor keeps running without it.
+  std::vector<pid_t> before = lab.pids_in(lab.hosts[1]);
+  ASSERT_EQ(before.size(), 2u);  // the agent and actor-0
+  b->signal(SIGKILL);
+  b->wait(5000);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ(lab.pids_in(lab.hosts[1]).size(), 1u);  // actor-0 survived the agent
+  b = start_agent(lab.hosts[1], d.path, "state-b");
+  ASSERT_TRUE(b->wait_for_output("ready", 20000)) << b->output();
+  EXPECT_NE(b->output().find("re-attached to reattach/actor-0"), std::string::npos) << b->output();
+  EXPECT_EQ(run.wait(300000), 0) << run.output();
+  EXPECT_EQ(run.output().find("[restart] actor-0"), std::string::npos) << run.output();
+  EXPECT_EQ(lab.pids_in(lab.hosts[0]).size(), 1u);
+  EXPECT_EQ(lab.pids_in(lab.hosts[1]).size(), 1u);
+}
