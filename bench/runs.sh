@@ -46,17 +46,6 @@ if [[ "$what" == sac || "$what" == all ]]; then
       --set budget.target_return=1000 --set learner.eval_every=2000
   done
 fi
-if [[ "$what" == aptslow ]]; then
-  slow=(--set env.options.step_delay_us=5000 --set learner.eval_options.step_delay_us=0 --set "sac.actor_hidden=[64, 64]" --set "sac.critic_hidden=[64, 64]"
-        --set budget.env_steps=60000)
-  for s in $(seq 1 "$seeds"); do
-    run "slow-sync-sac-1actor-seed$s" examples/apt-pendulum.yaml --set seed=$s --set algorithm=sac \
-      --set actors.count=1 --set sac.max_steps_ahead=0 --set sac.publish_every=1 "${slow[@]}"
-    for n in 1 2 4; do
-      run "slow-apt-${n}actors-seed$s" examples/apt-pendulum.yaml --set seed=$s --set actors.count=$n "${slow[@]}"
-    done
-  done
-fi
 if [[ "$what" == apt || "$what" == all ]]; then
   for s in $(seq 1 "$seeds"); do
     run "sync-sac-1actor-seed$s" examples/apt-pendulum.yaml --set seed=$s --set algorithm=sac --set actors.count=1 \
