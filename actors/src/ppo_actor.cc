@@ -27,7 +27,18 @@ struct PpoActor::Impl {
   bool box_actions = false;
   std::vector<float> obs_before, next_obs, logp, value;
   std::vector<uint8_t> actions, clipped;  // clipped: Box actions as the env gets them
+  bool uint8_obs = false;  // MinAtar-style grids: converted to float32 as they are copied
   core::Message msg, incoming;
+
+  // Copies `count` observation elements from the env's buffer as float32.
+  void copy_obs(float* dst, const void* src, size_t count) const {
+    if (!uint8_obs) {
+      std::memcpy(dst, src, count * sizeof(float));
+      return;
+    }
+    const uint8_t* u = static_cast<const uint8_t*>(src);
+    for (size_t i = 0; i < count; ++i) dst[i] = static_cast<float>(u[i]);
+  }
   core::RecvError err;
 
   // Takes the newest WEIGHTS waiting on the socket (older ones are skipped).
@@ -60,10 +71,11 @@ PpoActor::PpoActor(PpoActorOptions options) : impl_(std::make_unique<Impl>()) {
   s.venv = envs::EnvRegistry::global().make_vector(s.opts.env, static_cast<size_t>(s.opts.num_envs), s.opts.env_options);
   const auto& spec = s.venv->spec();
   s.model = std::make_shared<learner::ActorCritic>(spec.observation_space, spec.action_space, s.opts.model);
-  if (spec.observation_space.dtype != core::DType::kFloat32) {
-    throw Error(spec.name + ": the PPO actor streams float32 observations; this env's are " +
+  if (spec.observation_space.dtype != core::DType::kFloat32 && spec.observation_space.dtype != core::DType::kUInt8) {
+    throw Error(spec.name + ": the PPO actor takes float32 or uint8 observations (streamed as float32); this env's are " +
                 core::dtype_name(spec.observation_space.dtype));
   }
+  s.uint8_obs = spec.observation_space.dtype == core::DType::kUInt8;
   s.obs_dim = spec.observation_space.numel();
   s.box_actions = spec.action_space.kind == envs::SpaceKind::kBox;
   s.act_bytes = spec.action_space.nbytes();
@@ -98,11 +110,12 @@ PpoActor::~PpoActor() = default;
 void PpoActor::run(int64_t vector_steps) {
   Impl& s = *impl_;
   const size_t n = static_cast<size_t>(s.opts.num_envs);
-  const size_t obs_bytes = static_cast<size_t>(s.obs_dim) * sizeof(float);
+  const size_t obs_elems = static_cast<size_t>(s.obs_dim);
+  const size_t env_obs_bytes = obs_elems * (s.uint8_obs ? 1 : sizeof(float));
   const auto& as = s.venv->spec().action_space;
   for (int64_t step = 0; step < vector_steps; ++step) {
     s.poll_weights();
-    std::memcpy(s.obs_before.data(), s.venv->observations(), n * obs_bytes);
+    s.copy_obs(s.obs_before.data(), s.venv->observations(), n * obs_elems);
     {
       torch::NoGradGuard no_grad;
       auto obs = torch::from_blob(s.obs_before.data(), {static_cast<int64_t>(n), s.obs_dim}, torch::kFloat32);
@@ -131,11 +144,11 @@ void PpoActor::run(int64_t vector_steps) {
       s.venv->step(s.actions.data());
     }
     // next_obs: the new observation, or the final one where an episode ended (auto-reset).
-    std::memcpy(s.next_obs.data(), s.venv->observations(), n * obs_bytes);
+    s.copy_obs(s.next_obs.data(), s.venv->observations(), n * obs_elems);
     for (size_t i = 0; i < n; ++i) {
       if (s.venv->terminated()[i] || s.venv->truncated()[i]) {
-        std::memcpy(s.next_obs.data() + i * static_cast<size_t>(s.obs_dim),
-                    static_cast<const uint8_t*>(s.venv->final_observations()) + i * obs_bytes, obs_bytes);
+        s.copy_obs(s.next_obs.data() + i * obs_elems,
+                   static_cast<const uint8_t*>(s.venv->final_observations()) + i * env_obs_bytes, obs_elems);
         s.returns.push_back(s.venv->episode_returns()[i]);
         if (s.returns.size() > 100) s.returns.pop_front();
         ++s.stats.episodes;

@@ -167,6 +167,8 @@ int main(int argc, char** argv) {
       o.segment_length = static_cast<uint32_t>(spec.ppo.segment_length);
       o.model.hidden_sizes = spec.ppo.hidden;
       o.model.normalize_obs = spec.ppo.normalize_obs;
+      o.model.torso = spec.ppo.torso;
+      o.model.conv_channels = spec.ppo.conv_channels;
       w.kind = orchard::replay::ItemKind::kSequence;
       w.sequence_length = o.segment_length;
       w.block_timeout_ms = 1000;  // a full queue: the learner is behind (drive() waits on)

@@ -144,15 +144,37 @@ ActorCritic::ActorCritic(const envs::Space& observation_space, const envs::Space
       break;
   }
 
+  if (config_.torso != "auto" && config_.torso != "mlp" && config_.torso != "conv")
+    throw ModelError("ActorCritic: torso '" + config_.torso + "' (allowed: auto, mlp, conv)");
+  const bool grid = obs_space_.shape.size() == 3;
+  const bool conv = config_.torso == "conv" || (config_.torso == "auto" && grid);
+  feature_dim_ = obs_dim_;
+  if (conv) {
+    if (!grid)
+      throw ModelError("ActorCritic: the conv torso needs [H, W, C] observations, got " + obs_space_.to_string());
+    const int64_t h = obs_space_.shape[0], w = obs_space_.shape[1], c = obs_space_.shape[2];
+    if (h < 3 || w < 3) throw ModelError("ActorCritic: the conv torso needs H, W >= 3, got " + obs_space_.to_string());
+    if (config_.conv_channels < 1) throw ModelError("ActorCritic: conv_channels must be >= 1");
+    if (config_.normalize_obs) throw ModelError("ActorCritic: normalize_obs is for the mlp torso");
+    conv_ = register_module("conv", torch::nn::Sequential(
+                                        torch::nn::Conv2d(torch::nn::Conv2dOptions(c, config_.conv_channels, 3)),
+                                        torch::nn::ReLU(), torch::nn::Flatten()));
+    feature_dim_ = config_.conv_channels * (h - 2) * (w - 2);
+  }
   if (config_.normalize_obs) obs_norm_ = register_module("obs_norm", std::make_shared<RunningNorm>(obs_dim_, config_.obs_clip));
-  critic_ = register_module("critic", mlp(obs_dim_, config_.hidden_sizes, 1, 1.0));
-  actor_ = register_module("actor", mlp(obs_dim_, config_.hidden_sizes, act_dim_, 0.01));
+  critic_ = register_module("critic", mlp(feature_dim_, config_.hidden_sizes, 1, 1.0));
+  actor_ = register_module("actor", mlp(feature_dim_, config_.hidden_sizes, act_dim_, 0.01));
   if (act_space_.kind == envs::SpaceKind::kBox) {
     log_std_ = register_parameter("log_std", torch::full({1, act_dim_}, config_.init_log_std));
   }
 }
 
 torch::Tensor ActorCritic::features(const torch::Tensor& obs) const {
+  if (conv_) {
+    const auto& sh = obs_space_.shape;  // [B, H, W, C] -> [B, C, H, W]
+    auto g = obs.reshape({obs.size(0), sh[0], sh[1], sh[2]}).to(torch::kFloat32).permute({0, 3, 1, 2});
+    return const_cast<torch::nn::SequentialImpl&>(*conv_).forward(g);  // forward() is not const in LibTorch
+  }
   auto x = obs.reshape({obs.size(0), obs_dim_});
   if (x.scalar_type() != torch::kFloat32) x = x.to(torch::kFloat32);
   if (obs_norm_) x = obs_norm_->normalize(x);

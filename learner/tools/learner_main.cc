@@ -60,7 +60,10 @@ std::vector<double> evaluate(const RunSpec& spec, const std::function<torch::Ten
   std::vector<uint8_t> actions(n * as.nbytes());
   torch::NoGradGuard no_grad;
   while (finished < n) {
-    auto obs = torch::from_blob(const_cast<void*>(venv->observations()), {static_cast<int64_t>(n), od}, torch::kFloat32);
+    const auto obs_type =
+        spec.observation_space.dtype == orchard::core::DType::kUInt8 ? torch::kUInt8 : torch::kFloat32;
+    auto obs = torch::from_blob(const_cast<void*>(venv->observations()), {static_cast<int64_t>(n), od}, obs_type)
+                   .to(torch::kFloat32);
     torch::Tensor a = policy(obs);
     if (box) {
       a = a.to(torch::kFloat32).reshape({static_cast<int64_t>(n), -1});
@@ -281,6 +284,8 @@ int run_ppo(LearnerProcess& P) {
   orchard::learner::ModelConfig mc;
   mc.hidden_sizes = spec.ppo.hidden;
   mc.normalize_obs = spec.ppo.normalize_obs;
+  mc.torso = spec.ppo.torso;
+  mc.conv_channels = spec.ppo.conv_channels;
   torch::manual_seed(spec.seed);
   auto model = std::make_shared<orchard::learner::ActorCritic>(spec.observation_space, spec.action_space, mc);
   orchard::learner::PpoLearner learner(model, cfg);

@@ -108,7 +108,7 @@ void RunSpec::parse() {
     p.check_keys({"learning_rate", "gamma", "gae_lambda", "num_minibatches", "update_epochs", "norm_adv",
                   "clip_vloss", "anneal_lr", "clip_coef", "ent_coef", "vf_coef", "max_grad_norm", "target_kl",
                   "rho_bar", "segment_length", "segments_per_update", "max_queued_updates", "hidden",
-                  "normalize_obs"});
+                  "normalize_obs", "torso", "conv_channels"});
   }
   PpoSpec pd;
   ppo.learning_rate = p.get_double("learning_rate", pd.learning_rate, 1e-12, 10);
@@ -130,6 +130,8 @@ void RunSpec::parse() {
   ppo.max_queued_updates = p.get_int("max_queued_updates", pd.max_queued_updates, 1, 1000);
   ppo.hidden = positive_list(p, "hidden", pd.hidden);
   ppo.normalize_obs = p.get_bool("normalize_obs", pd.normalize_obs);
+  ppo.torso = p.get_choice("torso", pd.torso, {"auto", "mlp", "conv"});
+  ppo.conv_channels = p.get_int("conv_channels", pd.conv_channels, 1, 1024);
 
   // sac
   core::ConfigNode s = r["sac"];
@@ -343,6 +345,10 @@ int64_t RunSpec::sac_max_steps_ahead() const {
   return env.num_envs * sac.steps_per_batch;  // one writer batch per actor
 }
 
+bool RunSpec::ppo_conv() const {
+  return ppo.torso == "conv" || (ppo.torso == "auto" && observation_space.shape.size() == 3);
+}
+
 std::vector<std::string> RunSpec::eval_env_options() const {
   std::vector<std::string> out;
   auto key = [](const std::string& kv) { return kv.substr(0, kv.find('=')); };
@@ -358,7 +364,8 @@ std::vector<std::string> RunSpec::eval_env_options() const {
 std::string RunSpec::model_description() const {
   if (algorithm == Algorithm::kPpo)
     return "ppo ActorCritic obs " + observation_space.to_string() + " act " + action_space.to_string() + " hidden " +
-           list_yaml(ppo.hidden) + (ppo.normalize_obs ? " normalized" : "");
+           list_yaml(ppo.hidden) + (ppo.normalize_obs ? " normalized" : "") +
+           (ppo_conv() ? " conv " + std::to_string(ppo.conv_channels) : "");
   return "sac actor obs " + observation_space.to_string() + " act " + action_space.to_string() + " hidden " +
          list_yaml(sac.actor_hidden);
 }
@@ -393,14 +400,22 @@ void RunSpec::resolve() {
   probe.reset();
 
   const std::string algo = algorithm_name(algorithm);
-  if (observation_space.kind != envs::SpaceKind::kBox || observation_space.dtype != core::DType::kFloat32)
+  const bool float_obs = observation_space.kind == envs::SpaceKind::kBox && observation_space.dtype == core::DType::kFloat32;
+  const bool byte_obs = observation_space.kind == envs::SpaceKind::kBox && observation_space.dtype == core::DType::kUInt8;
+  if (!float_obs && !(byte_obs && algorithm == Algorithm::kPpo))
     throw ConfigError(node_["env"]["name"].where() + ": " + env.name + " observes " + observation_space.to_string() +
-                      "; actors stream float32 Box observations");
+                      "; " + algo + " needs float32 Box observations" +
+                      (algorithm == Algorithm::kPpo ? " (or uint8, as MinAtar's)" : ""));
   const int64_t obs_dim = observation_space.numel();
   if (algorithm == Algorithm::kPpo) {
     if (action_space.kind == envs::SpaceKind::kBox && action_space.dtype != core::DType::kFloat32)
       throw ConfigError(node_["algorithm"].where() + ": ppo needs float32 Box or (Multi)Discrete actions; " +
                         env.name + " has " + action_space.to_string());
+    if (ppo.torso == "conv" && observation_space.shape.size() != 3)
+      throw ConfigError(node_["ppo"]["torso"].where() + ": conv needs [H, W, C] observations; " + env.name +
+                        " observes " + observation_space.to_string());
+    if (ppo_conv() && ppo.normalize_obs)
+      throw ConfigError(node_["ppo"]["normalize_obs"].where() + ": observation normalisation is for the mlp torso");
     const int64_t T = ppo.segment_length;
     std::vector<int64_t> act_shape = {T};
     if (action_space.kind != envs::SpaceKind::kDiscrete) act_shape.push_back(action_space.numel());

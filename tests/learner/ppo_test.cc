@@ -471,3 +471,40 @@ TEST(PpoCheckpoint, RoundTripIsBitIdenticalAndContinuesIdentically) {
 }
 
 }  // namespace orchard::learner
+
+namespace orchard::learner {
+
+TEST(PpoModel, ConvTorsoForGridObservations) {
+  // MinAtar Breakout's observation: [10, 10, 4] uint8; a 3x3 convolution with 16 filters leaves
+  // 16 x 8 x 8 = 1024 features for the actor and critic MLPs (MinAtar's network shape).
+  envs::Space obs = envs::Space::box({10, 10, 4}, 0.0, 1.0, core::DType::kUInt8);
+  envs::Space act = envs::Space::discrete(3);
+  torch::manual_seed(0);
+  ActorCritic auto_model(obs, act, ModelConfig{});
+  EXPECT_TRUE(auto_model.conv_torso());
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& [name, t] : auto_model.named_state()) shapes[name] = t.sizes().vec();
+  EXPECT_EQ(shapes.at("conv.0.weight"), (std::vector<int64_t>{16, 4, 3, 3}));
+  EXPECT_EQ(shapes.at("actor.0.weight"), (std::vector<int64_t>{64, 1024}));
+  auto grid = torch::randint(0, 2, {5, 10, 10, 4}, torch::kUInt8);
+  auto r = auto_model.act(grid);
+  EXPECT_EQ(r.action.sizes(), (std::vector<int64_t>{5}));
+  auto e = auto_model.evaluate(grid.to(torch::kFloat32), r.action);  // float input gives the same
+  EXPECT_TRUE(torch::allclose(e.logp, r.logp, 1e-5, 1e-6));
+  // The conv sees the grid's spatial layout: moving one cell changes the output.
+  auto moved = grid.clone();
+  moved.index_put_({0, 0, 0, 0}, 1 - moved.index({0, 0, 0, 0}));
+  EXPECT_FALSE(torch::equal(auto_model.value(grid)[0], auto_model.value(moved)[0]));
+
+  ModelConfig mlp;
+  mlp.torso = "mlp";
+  EXPECT_FALSE(ActorCritic(obs, act, mlp).conv_torso());
+  ModelConfig conv;
+  conv.torso = "conv";
+  EXPECT_THROW(ActorCritic(envs::Space::box({4}, -1.0, 1.0), act, conv), ModelError);
+  ModelConfig bad;
+  bad.torso = "resnet";
+  EXPECT_THROW(ActorCritic(obs, act, bad), ModelError);
+}
+
+}  // namespace orchard::learner

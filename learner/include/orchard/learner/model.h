@@ -55,6 +55,12 @@ struct ModelConfig {
   bool normalize_obs = false;  // RunningNorm in front of both networks (CleanRL continuous: on)
   double obs_clip = 10.0;      // clip of normalised observations
   double init_log_std = 0.0;   // Box actions: initial log standard deviation
+  // Observation torso. "mlp": flatten. "conv": for [H, W, C] grids (MinAtar): one 3x3 convolution
+  // with conv_channels filters, stride 1, ReLU, flattened, shared by actor and critic (Young &
+  // Tian 2019, "MinAtar", arXiv:1903.03176, whose networks use 16 filters then a 128-unit layer).
+  // "auto": conv for rank-3 observations, mlp otherwise.
+  std::string torso = "auto";
+  int64_t conv_channels = 16;
 };
 
 struct ActResult {
@@ -104,6 +110,7 @@ class ActorCritic : public torch::nn::Module {
   const envs::Space& action_space() const { return act_space_; }
   int64_t obs_dim() const { return obs_dim_; }
   const ModelConfig& config() const { return config_; }
+  bool conv_torso() const { return static_cast<bool>(conv_); }
 
  private:
   torch::Tensor features(const torch::Tensor& obs) const;  // flatten, cast, normalise
@@ -114,6 +121,8 @@ class ActorCritic : public torch::nn::Module {
   int64_t obs_dim_ = 0, act_dim_ = 0;  // act_dim_: logits width (sum of nvec) or Box numel
   std::vector<int64_t> nvec_;          // categorical sizes; {n} for Discrete
   torch::nn::Sequential actor_{nullptr}, critic_{nullptr};
+  torch::nn::Sequential conv_{nullptr};  // conv torso, or null
+  int64_t feature_dim_ = 0;              // width of what actor_ and critic_ take
   torch::Tensor log_std_;  // Box only: [1, act_dim]
   std::shared_ptr<RunningNorm> obs_norm_;
 };

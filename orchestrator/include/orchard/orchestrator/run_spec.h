@@ -38,6 +38,8 @@ struct PpoSpec {
   int64_t max_queued_updates = 2;    // the segment queue holds at most this many batches (policy lag bound)
   std::vector<int64_t> hidden = {64, 64};  // tanh MLP widths of actor and critic
   bool normalize_obs = false;
+  std::string torso = "auto";        // auto | mlp | conv (conv: MinAtar-style [H, W, C] grids)
+  int64_t conv_channels = 16;
 };
 
 // `sac:` — used by both `algorithm: sac` and `algorithm: apt`; CleanRL/SB3 SAC defaults.
@@ -168,6 +170,7 @@ class RunSpec {
   // What learner and actors agree the policy network is (WEIGHTS for another are refused), e.g.
   // "ppo ActorCritic obs Box(4) act Discrete(2) hidden [64, 64]". Needs resolve().
   std::string model_description() const;
+  bool ppo_conv() const;  // the PPO model uses the conv torso (needs resolve())
   // env.options with learner.eval_options applied on top ("key=value" strings).
   std::vector<std::string> eval_env_options() const;
 
