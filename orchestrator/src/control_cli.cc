@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -13,6 +14,9 @@
 #include <thread>
 
 #include "cli.h"
+#include "orchard/core/wire.h"
+#include "orchard/orchestrator/agent.h"
+#include "orchard/orchestrator/run_spec.h"
 #include "orchard/core/error.h"
 #include "orchard/core/shutdown.h"
 #include "run_registry.h"
@@ -65,7 +69,13 @@ std::string render_run(core::RedisClient& c, const std::string& run) {
         << "\n";
 
   out << "\n" << std::left << std::setw(12) << "PROCESS" << std::setw(10) << "STATE" << std::setw(9) << "PID"
-      << std::setw(9) << "RESTARTS" << std::setw(11) << "HEARTBEAT" << std::setw(12) << "STEPS/S" << "RETURN\n";
+      << std::setw(9) << "RESTARTS" << std::setw(11) << "HEARTBEAT" << std::setw(12) << "STEPS/S" << std::setw(10)
+      << "RETURN" << "POLICY LAG\n";
+  long long learner_version = -1;
+  try {
+    learner_version = std::stoll(field(train, "weights_version", "-1"));
+  } catch (const std::exception&) {
+  }
   auto names = c.command({"SMEMBERS", procs_key(run)});
   std::vector<std::string> procs;
   for (const auto& e : names.elements) procs.push_back(e.str);
@@ -76,17 +86,24 @@ std::string render_run(core::RedisClient& c, const std::string& run) {
     auto ttl = c.command({"TTL", heartbeat_key(run, name)});
     const std::string state = field(p, "state", "?");
     const std::string hb = state == "exited" ? "-" : ttl.integer > 0 ? "ok" : "missing";
-    std::string sps = "-", ret = "-";
+    std::string sps = "-", ret = "-", lag = "-";
     if (name.rfind("actor-", 0) == 0) {
       for (const auto& a : actors)
         if ("actor-" + field(a, "actor") == name) {
           sps = fmt_num(field(a, "env_steps_per_s"), 0);
           ret = fmt_num(field(a, "mean_return"), 1);
+          // Weight versions the actor is behind the learner (as of their latest reports).
+          try {
+            if (learner_version >= 0)
+              lag = std::to_string(std::max(0LL, learner_version - std::stoll(field(a, "weights_version", "0"))));
+          } catch (const std::exception&) {
+          }
         }
     }
     out << std::left << std::setw(12) << name << std::setw(10) << field(p, "state", "?") << std::setw(9)
         << field(p, "pid", "-") << std::setw(9) << field(p, "restarts", "0") << std::setw(11) << hb << std::setw(12)
-        << sps << ret << "\n";
+        << sps << std::setw(10) << ret << lag << (field(p, "host", "localhost") != "localhost" ? "  on " + field(p, "host") : "")
+        << "\n";
     (void)state;
   }
   auto ev = c.command({"XREVRANGE", events_key(run), "+", "-", "COUNT", "5"});
@@ -251,42 +268,85 @@ void add_control(CLI::App& app, int* exit_code) {
       auto c = connect_run(a->run, a->redis);
       dir = field(hgetall(*c, run_key(a->run)), "run_dir");
     }
+    // A log source: a local file, or a process log kept by an agent (multi-host runs).
+    struct Source {
+      std::string name;
+      std::function<std::string(int64_t*)> read;  // new bytes from *offset on; advances it
+    };
+    std::vector<Source> sources;
     const std::string logs_dir = dir + "/logs";
-    std::vector<std::string> files;
     std::error_code ec;
+    std::vector<std::string> files;
     for (const auto& e : fs::directory_iterator(logs_dir, ec))
       if (e.path().extension() == ".log" && (a->proc.empty() || e.path().stem() == a->proc))
         files.push_back(e.path().string());
     std::sort(files.begin(), files.end());
-    if (files.empty())
+    for (const auto& f : files) {
+      sources.push_back({fs::path(f).stem().string(), [f](int64_t* offset) {
+                           std::ifstream in(f, std::ios::binary);
+                           in.seekg(0, std::ios::end);
+                           const int64_t size = static_cast<int64_t>(in.tellg());
+                           if (*offset < 0) *offset = std::max<int64_t>(0, size + *offset);
+                           in.seekg(*offset);
+                           std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+                           *offset += static_cast<int64_t>(chunk.size());
+                           return chunk;
+                         }});
+    }
+    // Processes on other hosts: ask their agents (hosts and tokens from the run's spec).
+    const std::string spec_path = dir + "/spec.yaml";
+    if (fs::exists(spec_path)) {
+      auto spec = orchestrator::RunSpec::load(spec_path);
+      for (const auto& h : spec.hosts) {
+        std::string key;
+        if (!h.server_key_file.empty()) key = core::load_curve_keys(h.server_key_file, false).public_key;
+        auto agent = std::make_shared<orchestrator::AgentClient>(h.name, h.agent, read_token_file(h.token_file), key, 3000);
+        nlohmann::json listed;
+        try {
+          listed = agent->call({{"op", "list"}, {"run", a->run}});
+        } catch (const Error& e) {
+          std::cerr << "orchard logs: " << e.what() << "\n";
+          continue;
+        }
+        for (const auto& p : listed["procs"]) {
+          const std::string name = p.value("name", "");
+          if (!a->proc.empty() && name != a->proc) continue;
+          const std::string run = a->run;
+          sources.push_back({name + "@" + h.name, [agent, run, name](int64_t* offset) {
+                               auto r = agent->call({{"op", "logs"}, {"run", run}, {"name", name}, {"offset", *offset}});
+                               *offset = r.value("offset", *offset);
+                               return r.value("data", std::string());
+                             }});
+        }
+      }
+    }
+    if (sources.empty())
       throw Error("run '" + a->run + "': no log " + (a->proc.empty() ? "files" : "for '" + a->proc + "'") + " in " +
-                  logs_dir);
-    const bool prefix = files.size() > 1;
-    std::vector<size_t> offsets(files.size(), 0);
-    for (size_t i = 0; i < files.size(); ++i) {
-      std::ifstream in(files[i]);
+                  logs_dir + " or on the run's hosts");
+    const bool prefix = sources.size() > 1;
+    std::vector<int64_t> offsets(sources.size());
+    std::vector<std::string> partial(sources.size());
+    for (size_t i = 0; i < sources.size(); ++i) {
+      int64_t off = -(int64_t{1} << 20);  // the tail: at most the last MiB
+      std::istringstream in(sources[i].read(&off));
+      offsets[i] = off;
       std::vector<std::string> lines;
-      std::string line;
-      while (std::getline(in, line)) lines.push_back(line);
-      const std::string name = fs::path(files[i]).stem().string();
+      for (std::string line; std::getline(in, line);) lines.push_back(line);
       for (size_t k = lines.size() > static_cast<size_t>(a->lines) ? lines.size() - a->lines : 0; k < lines.size(); ++k)
-        std::cout << (prefix ? "[" + name + "] " : "") << lines[k] << "\n";
-      offsets[i] = static_cast<size_t>(fs::file_size(files[i], ec));
+        std::cout << (prefix ? "[" + sources[i].name + "] " : "") << lines[k] << "\n";
     }
     if (!a->follow) return;
     core::Shutdown::install();
-    std::vector<std::string> partial(files.size());
     while (!core::Shutdown::requested()) {
-      for (size_t i = 0; i < files.size(); ++i) {
-        std::ifstream in(files[i], std::ios::binary);
-        in.seekg(static_cast<std::streamoff>(offsets[i]));
-        std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        offsets[i] += chunk.size();
-        partial[i] += chunk;
+      for (size_t i = 0; i < sources.size(); ++i) {
+        try {
+          partial[i] += sources[i].read(&offsets[i]);
+        } catch (const Error&) {
+          continue;  // an agent that does not answer now may answer later
+        }
         size_t nl;
-        const std::string name = fs::path(files[i]).stem().string();
         while ((nl = partial[i].find('\n')) != std::string::npos) {
-          std::cout << (prefix ? "[" + name + "] " : "") << partial[i].substr(0, nl) << "\n";
+          std::cout << (prefix ? "[" + sources[i].name + "] " : "") << partial[i].substr(0, nl) << "\n";
           partial[i].erase(0, nl + 1);
         }
       }

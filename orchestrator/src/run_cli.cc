@@ -98,6 +98,8 @@ void assign_endpoints(RunSpec& spec, Agents& agents) {
 struct RunOptions {
   bool quiet = false;
   int max_restarts = 5;
+  std::string spec_path;          // what the user gave, for `orchard run NAME --resume`
+  std::vector<std::string> sets;  // the --set overrides given with it
   double heartbeat_grace_s = 30;  // a process without a heartbeat for this long is hung
 };
 
@@ -154,7 +156,9 @@ void LocalRun::register_run(const std::string& status) {
                           {"pid", ::getpid()},
                           {"status", status},
                           {"algorithm", orchestrator::algorithm_name(spec_.algorithm)},
-                          {"env", spec_.env.name}};
+                          {"env", spec_.env.name},
+                          {"spec_path", opts_.spec_path},
+                          {"sets", opts_.sets}};
   write_registry(spec_.name, entry);
 }
 
@@ -169,7 +173,8 @@ void LocalRun::on_event(const orchestrator::SchedulerEvent& e) {
     if (it == procs.end()) return;
     const auto& p = it->second;
     c.command({"SADD", procs_key(spec_.name), e.proc});
-    c.command({"HSET", proc_key(spec_.name, e.proc), "role", p.spec.role, "host", "localhost", "pid",
+    c.command({"HSET", proc_key(spec_.name, e.proc), "role", p.spec.role, "host",
+               p.spec.host.empty() ? std::string("localhost") : p.spec.host, "pid",
                std::to_string(p.pid), "state", orchestrator::proc_state_name(p.state), "restarts",
                std::to_string(p.restarts), "last_exit", p.last_exit, "log", p.spec.log_path});
   });
@@ -199,6 +204,8 @@ orchestrator::ProcessSpec LocalRun::actor_spec(int64_t id) const {
   p.group = 2;
   place(p, spec_.placement.actors[static_cast<size_t>(id) % spec_.placement.actors.size()],
         {"orchard-actor", "--spec", "{spec}", "--actor-id", std::to_string(id)});
+  p.cpus = spec_.actors.cpus;
+  p.env = spec_.actors.env;
   return p;
 }
 
@@ -366,6 +373,8 @@ int LocalRun::run() {
     p.role = "learner";
     p.group = 1;
     place(p, spec_.placement.learner, {"orchard-learner", "--spec", "{spec}"});
+    p.cpus = spec_.learner.cpus;
+    p.env = spec_.learner.env;
     p.clean_exit_ends_run = true;
     sched_->add(p);
   }
@@ -511,7 +520,8 @@ void add_run(CLI::App& app, int* exit_code) {
   };
   auto args = std::make_shared<Args>();
   auto common = [args](CLI::App* cmd) {
-    cmd->add_option("spec", args->spec, "Run spec (YAML)")->required()->check(CLI::ExistingFile);
+    cmd->add_option("spec", args->spec, "Run spec (YAML); with --resume also the name of a run on this machine")
+        ->required();
     cmd->add_option("--set", args->sets, "Override a spec key: key.path=value (repeatable)");
     cmd->add_option("--redis", args->redis, "Redis URL (default: the spec's, else an embedded redis-server)");
     cmd->add_flag("--resume", args->resume, "Continue the run from its checkpoints in the run directory");
@@ -521,6 +531,17 @@ void add_run(CLI::App& app, int* exit_code) {
   };
   auto agents = std::make_shared<Agents>();
   auto prepare = [args, agents]() {
+    if (!fs::exists(args->spec)) {
+      if (!args->resume) throw Error("run spec '" + args->spec + "' does not exist");
+      // `orchard run NAME --resume`: the spec and overrides the run was started with.
+      auto entry = read_registry(args->spec);
+      const std::vector<std::string> earlier = entry.value("sets", std::vector<std::string>{});
+      args->sets.insert(args->sets.begin(), earlier.begin(), earlier.end());
+      args->spec = entry.value("spec_path", std::string());
+      if (args->spec.empty() || !fs::exists(args->spec))
+        throw Error("run '" + entry.value("name", std::string()) + "': its spec '" + args->spec + "' is gone");
+    }
+    args->spec = fs::absolute(args->spec).string();
     std::vector<std::string> sets = args->sets;
     if (!args->redis.empty()) sets.push_back("redis=" + args->redis);
     RunSpec spec = RunSpec::load(args->spec, sets);
@@ -562,7 +583,12 @@ void add_run(CLI::App& app, int* exit_code) {
       fs::remove_all(spec.run_dir + "/replay");  // no stale replay checkpoints
       for (auto& [host, agent] : *agents) agent->call({{"op", "reset_run"}, {"run", spec.name}});
     }
-    LocalRun r(std::move(spec), RunOptions{args->quiet, args->max_restarts}, *agents);
+    RunOptions ro;
+    ro.quiet = args->quiet;
+    ro.max_restarts = args->max_restarts;
+    ro.spec_path = args->spec;
+    ro.sets = args->sets;
+    LocalRun r(std::move(spec), ro, *agents);
     *exit_code = r.run();
   });
 

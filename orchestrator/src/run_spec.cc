@@ -32,6 +32,29 @@ std::string strings_yaml(const std::vector<std::string>& v) {
   return s + "]";
 }
 
+std::vector<int> cpu_list(const core::ConfigNode& n) {
+  std::vector<int> out;
+  for (int64_t c : n.get_int_list("cpus", {})) {
+    if (c < 0 || c >= 1024) throw ConfigError(n["cpus"].where() + ": CPU ids are in [0, 1023], got " + std::to_string(c));
+    out.push_back(static_cast<int>(c));
+  }
+  return out;
+}
+
+std::vector<std::string> env_vars(const core::ConfigNode& n) {
+  std::vector<std::string> out;
+  core::ConfigNode e = n["env"];
+  if (!e.defined()) return out;
+  e.expect_map();
+  static const std::regex kVar("[A-Za-z_][A-Za-z0-9_]*");
+  for (const auto& k : e.keys()) {
+    if (!std::regex_match(k, kVar))
+      throw ConfigError(e.where() + ": '" + k + "' is not an environment variable name");
+    out.push_back(k + "=" + e.get_string(k));
+  }
+  return out;
+}
+
 std::vector<int64_t> positive_list(const core::ConfigNode& n, const std::string& key, std::vector<int64_t> def) {
   auto v = n.get_int_list(key, def);
   if (v.empty() || v.size() > 8)
@@ -180,7 +203,7 @@ void RunSpec::parse() {
   if (l.defined()) {
     l.expect_map();
     l.check_keys({"count", "device", "torch_threads", "prefetch", "eval_every", "eval_episodes", "eval_options",
-                  "checkpoint_every_s", "report_every_s"});
+                  "checkpoint_every_s", "report_every_s", "cpus", "env"});
   }
   learner.count = l.get_int("count", 1, 1, 1024);
   if (learner.count > 1)
@@ -199,16 +222,20 @@ void RunSpec::parse() {
   }
   learner.checkpoint_every_s = l.get_double("checkpoint_every_s", 60, 0, 1e9);
   learner.report_every_s = l.get_double("report_every_s", 5, 0.01, 1e6);
+  learner.cpus = cpu_list(l);
+  learner.env = env_vars(l);
 
   // actors
   core::ConfigNode a = r["actors"];
   if (a.defined()) {
     a.expect_map();
-    a.check_keys({"count", "torch_threads", "report_every_s"});
+    a.check_keys({"count", "torch_threads", "report_every_s", "cpus", "env"});
   }
   actors.count = a.get_int("count", 2, 1, 100000);
   actors.torch_threads = a.get_int("torch_threads", 1, 1, 1024);
   actors.report_every_s = a.get_double("report_every_s", 5, 0.01, 1e6);
+  actors.cpus = cpu_list(a);
+  actors.env = env_vars(a);
 
   // budget
   core::ConfigNode b = r["budget"];

@@ -254,6 +254,10 @@ TEST(Agent, RunAcrossTwoHostsInNetworkNamespaces) {
   std::ifstream alog(d.path / "state-b" / "runs" / "twohost" / "logs" / "actor-0.log");
   std::string log((std::istreambuf_iterator<char>(alog)), std::istreambuf_iterator<char>());
   EXPECT_TRUE(std::regex_search(log, std::regex("weights v[1-9]"))) << log;
+  // `orchard logs` reaches it through the agent.
+  ChildProcess logs({orchard_bin("orchard"), "logs", "twohost", "actor-0", "-n", "3"}, home(d.path));
+  EXPECT_EQ(logs.wait(30000), 0) << logs.output();
+  EXPECT_NE(logs.output().find("done: "), std::string::npos) << logs.output();
   // Nothing of the run is left in either namespace: only the agents.
   EXPECT_EQ(lab.pids_in(lab.hosts[0]).size(), 1u);
   EXPECT_EQ(lab.pids_in(lab.hosts[1]).size(), 1u);

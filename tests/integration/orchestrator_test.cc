@@ -235,3 +235,47 @@ TEST(Orchestrator, InvalidSpecsAreRefusedBeforeAnythingStarts) {
   EXPECT_EQ(r.first, 1);
   EXPECT_NE(r.second.find("cannot reach Redis"), std::string::npos) << r.second;
 }
+
+TEST(Orchestrator, PinsAndSetsTheEnvironmentOfProcessesStopsOnSigintAndResumesByName) {
+  Dir d("pin");
+  std::ofstream(d.path / "spec.yaml") << "name: pinrun\nseed: 2\nenv: {name: CartPole-v1, num_envs: 4}\n"
+                                      << "ppo: {segment_length: 32}\n"
+                                      << "learner: {cpus: [0], env: {ORCHARD_TEST_MARK: learner-42}, eval_every: 10, "
+                                      << "checkpoint_every_s: 0.3}\nactors: {count: 1, cpus: [1]}\n"
+                                      << "budget: {updates: 100000, wall_time_s: 300}\nrun_dir: "
+                                      << (d.path / "run").string() << "\n";
+  ChildProcess run({orchard_bin("orchard"), "run", (d.path / "spec.yaml").string()}, home_env(d.path));
+  ASSERT_TRUE(run.wait_for_output("all processes ready", 60000)) << run.output();
+  auto status_of = [](pid_t pid, const std::string& key) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind(key + ":", 0) == 0) return line.substr(key.size() + 1);
+    return std::string();
+  };
+  auto trim = [](std::string s) {
+    s.erase(0, s.find_first_not_of(" \t"));
+    return s;
+  };
+  const pid_t learner = latest_pid(run.output(), "learner-0"), actor = latest_pid(run.output(), "actor-0");
+  EXPECT_EQ(trim(status_of(learner, "Cpus_allowed_list")), "0");
+  EXPECT_EQ(trim(status_of(actor, "Cpus_allowed_list")), "1");
+  std::ifstream env("/proc/" + std::to_string(learner) + "/environ");
+  std::string environ((std::istreambuf_iterator<char>(env)), std::istreambuf_iterator<char>());
+  EXPECT_NE(environ.find(std::string("ORCHARD_TEST_MARK=learner-42") + '\0'), std::string::npos);
+  // Wait for a checkpoint, then Ctrl-C: an ordered stop, exit 130.
+  ASSERT_TRUE(wait_until([&] { return fs::exists(d.path / "run" / "checkpoints" / "learner.json"); }, 60000));
+  run.signal(SIGINT);
+  EXPECT_EQ(run.wait(120000), 130) << run.output();
+  EXPECT_NE(run.output().find("[signal] SIGINT: stopping the run"), std::string::npos) << run.output();
+  expect_no_orphans(run.output());
+  const int64_t updates = read_json(d.path / "run" / "checkpoints" / "learner.json")["updates"].get<int64_t>();
+  // Resume by name, with a budget just above where it stopped.
+  ChildProcess resumed({orchard_bin("orchard"), "run", "pinrun", "--resume", "--set",
+                        "budget.updates=" + std::to_string(updates + 10)},
+                       home_env(d.path));
+  EXPECT_EQ(resumed.wait(120000), 0) << resumed.output();
+  EXPECT_EQ(read_json(d.path / "run" / "result.json")["updates"].get<int64_t>(), updates + 10);
+  ChildProcess unknown({orchard_bin("orchard"), "run", "no-such-run", "--resume"}, home_env(d.path));
+  EXPECT_EQ(unknown.wait(30000), 1);
+  EXPECT_NE(unknown.output().find("no run named 'no-such-run'"), std::string::npos) << unknown.output();
+}

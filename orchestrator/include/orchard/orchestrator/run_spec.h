@@ -82,12 +82,16 @@ struct LearnerSpec {
   std::vector<std::string> eval_options;  // "key=value": env options that differ for evaluation
   double checkpoint_every_s = 60;    // 0: only at the end
   double report_every_s = 5;
+  std::vector<int> cpus;             // pin the learner to these CPUs; empty: no pinning
+  std::vector<std::string> env;      // extra environment, "NAME=value"
 };
 
 struct ActorsSpec {
   int64_t count = 2;
   int64_t torch_threads = 1;
   double report_every_s = 5;
+  std::vector<int> cpus;             // pin every actor to these CPUs; empty: no pinning
+  std::vector<std::string> env;      // extra environment, "NAME=value"
 };
 
 // `hosts:` — machines reached through `orchard agent` (docs/orchestrator.md).
