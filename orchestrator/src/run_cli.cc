@@ -98,6 +98,7 @@ void assign_endpoints(RunSpec& spec, Agents& agents) {
 struct RunOptions {
   bool quiet = false;
   int max_restarts = 5;
+  bool resume = false;
   std::string spec_path;          // what the user gave, for `orchard run NAME --resume`
   std::vector<std::string> sets;  // the --set overrides given with it
   double heartbeat_grace_s = 30;  // a process without a heartbeat for this long is hung
@@ -159,6 +160,10 @@ void LocalRun::register_run(const std::string& status) {
                           {"env", spec_.env.name},
                           {"spec_path", opts_.spec_path},
                           {"sets", opts_.sets}};
+  if (redis_) {
+    entry["embedded_redis_port"] = redis_->port();
+    entry["embedded_redis_password"] = redis_->password();
+  }
   write_registry(spec_.name, entry);
 }
 
@@ -304,6 +309,16 @@ int LocalRun::run() {
       ro.password = core::generate_curve_keypair().public_key.substr(0, 32);
       for (char& ch : ro.password)
         if (!std::isalnum(static_cast<unsigned char>(ch))) ch = 'x';
+    }
+    if (opts_.resume && spec_.multi_host()) {
+      // Processes still running on other hosts report to the Redis they were given: bring it
+      // back on the same port with the same password.
+      try {
+        auto entry = read_registry(spec_.name);
+        ro.port = static_cast<uint16_t>(entry.value("embedded_redis_port", 0));
+        ro.password = entry.value("embedded_redis_password", ro.password);
+      } catch (const Error&) {
+      }
     }
     redis_ = std::make_unique<orchestrator::EmbeddedRedis>(ro);
     spec_.redis_url = spec_.multi_host() ? redis_->url_for(spec_.orchestrator_address) : redis_->url();
@@ -546,6 +561,14 @@ void add_run(CLI::App& app, int* exit_code) {
     if (!args->redis.empty()) sets.push_back("redis=" + args->redis);
     RunSpec spec = RunSpec::load(args->spec, sets);
     *agents = connect_agents(spec);
+    const std::string previous = spec.run_dir + "/spec.yaml";
+    if (args->resume && spec.multi_host() && fs::exists(previous)) {
+      // Processes still running on other hosts listen and connect where they did: keep the
+      // endpoints of the run being resumed.
+      RunSpec before = RunSpec::load(previous);
+      if (!before.replay_endpoints.empty() && static_cast<int64_t>(before.replay_endpoints.size()) == spec.replay_shards)
+        spec.set_endpoints(before.replay_endpoints, before.weights_endpoint);
+    }
     assign_endpoints(spec, *agents);
     spec.resolve();
     std::string ckpt = spec.checkpoint_dir + "/learner.pt";
@@ -587,6 +610,7 @@ void add_run(CLI::App& app, int* exit_code) {
     ro.quiet = args->quiet;
     ro.max_restarts = args->max_restarts;
     ro.spec_path = args->spec;
+    ro.resume = args->resume;
     ro.sets = args->sets;
     LocalRun r(std::move(spec), ro, *agents);
     *exit_code = r.run();

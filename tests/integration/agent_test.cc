@@ -289,3 +289,41 @@ TEST(Agent, AnAgentKilledMidRunReattachesToItsProcessesWhenRestarted) {
   EXPECT_EQ(lab.pids_in(lab.hosts[0]).size(), 1u);
   EXPECT_EQ(lab.pids_in(lab.hosts[1]).size(), 1u);
 }
+
+TEST(Agent, AResumedOrchestratorAdoptsTheProcessesTheAgentsKeptRunning) {
+  NetnsLab lab;
+  if (!lab.error.empty()) GTEST_SKIP() << "network namespaces unavailable here: " << lab.error;
+  Dir d("adopt");
+  auto a = start_agent(lab.hosts[0], d.path, "state-a");
+  auto b = start_agent(lab.hosts[1], d.path, "state-b");
+  ASSERT_TRUE(a->wait_for_output("ready", 20000)) << a->output();
+  ASSERT_TRUE(b->wait_for_output("ready", 20000)) << b->output();
+  std::string spec = two_host_spec(d.path, lab, "adopt", "{updates: 600, wall_time_s: 240}");
+  {  // everything on the agents: nothing dies with the orchestrator
+    std::ifstream in(spec);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    text = std::regex_replace(text, std::regex("actors: \\[b, local\\]"), "actors: [b, b]");
+    std::ofstream(spec, std::ios::trunc) << text;
+  }
+  auto first = std::make_unique<ChildProcess>(std::vector<std::string>{orchard_bin("orchard"), "run", spec}, home(d.path));
+  ASSERT_TRUE(first->wait_for_output("all processes ready", 90000)) << first->output();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  first->signal(SIGKILL);  // the orchestrator dies; its Redis with it
+  first->wait(5000);
+  const std::string first_out = first->output();
+  first.reset();
+  EXPECT_EQ(lab.pids_in(lab.hosts[0]).size(), 3u);  // agent, replay-0, learner-0 still running
+  EXPECT_EQ(lab.pids_in(lab.hosts[1]).size(), 3u);  // agent, actor-0, actor-1
+  ChildProcess resumed({orchard_bin("orchard"), "run", "adopt", "--resume"}, home(d.path));
+  EXPECT_EQ(resumed.wait(300000), 0) << resumed.output();
+  const std::string out = resumed.output();
+  for (const char* p : {"replay-0", "learner-0", "actor-0", "actor-1"}) {
+    EXPECT_NE(out.find(std::string("[adopt] ") + p), std::string::npos) << p << "\n" << out;
+    EXPECT_EQ(out.find(std::string("[start] ") + p), std::string::npos) << p << "\n" << out;
+  }
+  std::ifstream in(d.path / "run" / "result.json");
+  ASSERT_TRUE(in) << out;
+  EXPECT_EQ(nlohmann::json::parse(in)["updates"].get<int64_t>(), 600);
+  EXPECT_EQ(lab.pids_in(lab.hosts[0]).size(), 1u);
+  EXPECT_EQ(lab.pids_in(lab.hosts[1]).size(), 1u);
+}
