@@ -18,8 +18,7 @@ struct PpoActor::Impl {
   std::shared_ptr<learner::ActorCritic> model;
   std::unique_ptr<replay::SequenceAssembler> assembler;
   std::unique_ptr<replay::ReplayWriter> writer;
-  zmq::context_t ctx{1};
-  std::unique_ptr<zmq::socket_t> weights_sub;
+  std::unique_ptr<WeightsSubscriber> weights;
   PpoActorStats stats;
   std::deque<float> returns;  // last 100 episode returns
   int64_t obs_dim = 0;
@@ -28,7 +27,6 @@ struct PpoActor::Impl {
   std::vector<float> obs_before, next_obs, logp, value;
   std::vector<uint8_t> actions, clipped;  // clipped: Box actions as the env gets them
   bool uint8_obs = false;  // MinAtar-style grids: converted to float32 as they are copied
-  core::Message msg, incoming;
 
   // Copies `count` observation elements from the env's buffer as float32.
   void copy_obs(float* dst, const void* src, size_t count) const {
@@ -39,28 +37,14 @@ struct PpoActor::Impl {
     const uint8_t* u = static_cast<const uint8_t*>(src);
     for (size_t i = 0; i < count; ++i) dst[i] = static_cast<float>(u[i]);
   }
-  core::RecvError err;
 
-  // Takes the newest WEIGHTS waiting on the socket (older ones are skipped).
+  // Takes the newest weights from the learner, if any arrived.
   void poll_weights() {
-    if (!weights_sub) return;
-    bool got = false;
-    // recv_message clears its output on every call, so receive into a scratch message and keep
-    // the newest complete one.
-    while (core::recv_message(*weights_sub, &incoming, &err, 0) == core::RecvStatus::kOk) {
-      msg = std::move(incoming);
-      got = true;
-    }
-    if (!got) return;
-    try {
-      DecodedWeights w = decode_weights(msg, opts.model_description);
-      if (w.version <= stats.weights_version && stats.weights_version != 0) return;  // stale
-      model->load_named_state(w.tensors);
-      stats.weights_version = w.version;
-    } catch (const Error& e) {
-      ++stats.weights_refused;  // another model or shape: keep acting with the current weights
-      stats.last_refusal = e.what();
-    }
+    if (!weights) return;
+    weights->poll([this](const NamedTensors& t) { model->load_named_state(t); });
+    stats.weights_version = weights->version();
+    stats.weights_refused = weights->refused();
+    stats.last_refusal = weights->last_refusal();
   }
 };
 
@@ -88,12 +72,7 @@ PpoActor::PpoActor(PpoActorOptions options) : impl_(std::make_unique<Impl>()) {
   s.assembler = std::make_unique<replay::SequenceAssembler>(so);
   s.writer = std::make_unique<replay::ReplayWriter>(s.opts.writer);
   if (!s.opts.weights_endpoint.empty()) {
-    s.weights_sub = std::make_unique<zmq::socket_t>(s.ctx, zmq::socket_type::sub);
-    core::SocketOptions wo;
-    wo.recv_hwm = 4;  // latest wins: a slow actor skips old weights
-    core::apply_socket_options(*s.weights_sub, wo);
-    s.weights_sub->set(zmq::sockopt::subscribe, "");
-    s.weights_sub->connect(s.opts.weights_endpoint);
+    s.weights = std::make_unique<WeightsSubscriber>(s.opts.weights_endpoint, s.opts.model_description);
   }
   const size_t n = static_cast<size_t>(s.opts.num_envs);
   s.obs_before.resize(n * static_cast<size_t>(s.obs_dim));
@@ -172,18 +151,9 @@ void PpoActor::run(int64_t vector_steps) {
 
 bool PpoActor::wait_for_weights(int timeout_ms) {
   Impl& s = *impl_;
-  if (!s.weights_sub) return false;
-  core::Deadline deadline = core::Deadline::after_ms(timeout_ms);
-  while (s.stats.weights_version == 0 && !deadline.expired()) {
-    zmq::pollitem_t item{s.weights_sub->handle(), 0, ZMQ_POLLIN, 0};
-    try {
-      zmq::poll(&item, 1, std::chrono::milliseconds(50));
-    } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) throw;
-      return s.stats.weights_version > 0;  // a signal: let the caller look at it
-    }
-    s.poll_weights();
-  }
+  if (!s.weights) return false;
+  s.weights->wait_first([&s](const NamedTensors& t) { s.model->load_named_state(t); }, timeout_ms);
+  s.poll_weights();
   return s.stats.weights_version > 0;
 }
 

@@ -29,8 +29,7 @@ struct SacActor::Impl {
   std::unique_ptr<learner::SacLearner> policy;
   std::unique_ptr<replay::NStepAssembler> assembler;
   std::unique_ptr<replay::ReplayWriter> writer;
-  zmq::context_t ctx{1};
-  std::unique_ptr<zmq::socket_t> weights_sub;
+  std::unique_ptr<WeightsSubscriber> weights;
   SacActorStats stats;
   std::deque<float> returns;  // last 100 episode returns
   std::mt19937_64 rng;        // warm-up actions
@@ -40,30 +39,14 @@ struct SacActor::Impl {
   std::vector<float> actions;               // [n, act_dim], as stepped
   torch::Tensor obs_tensor;                 // a view of obs_before
   uint32_t steps_in_batch = 0;              // vector steps since the last batch went out
-  core::Message msg, incoming;
-  core::RecvError err;
 
-  // Takes the newest WEIGHTS waiting on the socket (older ones are skipped). Never throws for
-  // bad weights: they are counted and the current ones stay.
+  // Takes the newest weights from the learner, if any arrived (bad ones are counted, never thrown).
   void poll_weights() {
-    if (!weights_sub) return;
-    bool got = false;
-    // recv_message clears its output on every call: receive into a scratch message and keep the
-    // newest complete one.
-    while (core::recv_message(*weights_sub, &incoming, &err, 0) == core::RecvStatus::kOk) {
-      msg = std::move(incoming);
-      got = true;
-    }
-    if (!got) return;
-    try {
-      DecodedWeights w = decode_weights(msg, opts.model_description);
-      if (w.version <= stats.weights_version && stats.weights_version != 0) return;  // stale
-      policy->load_named_state(w.tensors);  // checks every name and shape before copying
-      stats.weights_version = w.version;
-    } catch (const std::exception& e) {
-      ++stats.weights_refused;  // another model or shape: keep acting with the current weights
-      stats.last_refusal = e.what();
-    }
+    if (!weights) return;
+    weights->poll([this](const NamedTensors& t) { policy->load_named_state(t); });
+    stats.weights_version = weights->version();
+    stats.weights_refused = weights->refused();
+    stats.last_refusal = weights->last_refusal();
   }
 
   // Appends the transitions emitted since the last batch (if any) as one writer batch.
@@ -143,12 +126,7 @@ SacActor::SacActor(SacActorOptions options) : impl_(std::make_unique<Impl>()) {
   wo.kind = replay::ItemKind::kTransition;
   s.writer = std::make_unique<replay::ReplayWriter>(wo);
   if (!o.weights_endpoint.empty()) {
-    s.weights_sub = std::make_unique<zmq::socket_t>(s.ctx, zmq::socket_type::sub);
-    core::SocketOptions so_sub;
-    so_sub.recv_hwm = 4;  // latest wins: a slow actor skips old weights
-    core::apply_socket_options(*s.weights_sub, so_sub);
-    s.weights_sub->set(zmq::sockopt::subscribe, "");
-    s.weights_sub->connect(o.weights_endpoint);
+    s.weights = std::make_unique<WeightsSubscriber>(o.weights_endpoint, o.model_description);
   }
   const size_t n = static_cast<size_t>(o.num_envs);
   s.obs_before.resize(n * static_cast<size_t>(s.obs_dim));

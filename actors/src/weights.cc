@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <memory>
 
@@ -10,6 +12,55 @@
 namespace orchard::actors {
 
 namespace v1 = orchard::v1;
+
+WeightsSubscriber::WeightsSubscriber(const std::string& endpoint, std::string expected_model)
+    : expected_model_(std::move(expected_model)), ctx_(std::make_unique<zmq::context_t>(1)) {
+  socket_ = std::make_unique<zmq::socket_t>(*ctx_, zmq::socket_type::sub);
+  core::SocketOptions so;
+  so.recv_hwm = 4;  // latest wins: a slow actor skips old weights
+  core::apply_socket_options(*socket_, so);
+  socket_->set(zmq::sockopt::subscribe, "");
+  socket_->connect(endpoint);
+}
+
+WeightsSubscriber::~WeightsSubscriber() = default;
+
+bool WeightsSubscriber::poll(const Loader& load) {
+  bool got = false;
+  // recv_message clears its output on every call: receive into a scratch message and keep the
+  // newest complete one.
+  while (core::recv_message(*socket_, &incoming_, &err_, 0) == core::RecvStatus::kOk) {
+    newest_ = std::move(incoming_);
+    got = true;
+  }
+  if (!got) return false;
+  try {
+    DecodedWeights w = decode_weights(newest_, expected_model_);
+    if (version_ != 0 && w.version <= version_) return false;  // stale
+    load(w.tensors);  // checks every name and shape before copying
+    version_ = w.version;
+    return true;
+  } catch (const std::exception& e) {
+    ++refused_;  // another model or shape: keep acting with the current weights
+    last_refusal_ = e.what();
+    return false;
+  }
+}
+
+bool WeightsSubscriber::wait_first(const Loader& load, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (version_ == 0 && std::chrono::steady_clock::now() < deadline) {
+    zmq::pollitem_t item{socket_->handle(), 0, ZMQ_POLLIN, 0};
+    try {
+      zmq::poll(&item, 1, std::chrono::milliseconds(50));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+      break;  // a signal: let the caller look at it
+    }
+    poll(load);
+  }
+  return version_ > 0;
+}
 
 core::DType to_wire_dtype(torch::ScalarType t) {
   switch (t) {

@@ -218,6 +218,52 @@ class LearnerProcess {
   }
 
   double seconds() const { return previous_seconds_ + clock_.elapsed_s(); }
+
+  // Every report_every_s: one log line (the algorithm's `losses` text appended) and one metrics
+  // entry (`losses` fields appended) with update and env-step rates since the last report.
+  void maybe_report(int64_t updates, const std::string& losses, const orchard::core::MetricFields& loss_fields) {
+    if (since_report_.elapsed_s() < spec_.learner.report_every_s) return;
+    const double dt = since_report_.elapsed_s();
+    const double ups = static_cast<double>(updates - updates_at_report_) / dt;
+    const double sps = static_cast<double>(env_steps_ - steps_at_report_) / dt;
+    spdlog::info("{} updates ({:.2f}/s), {} env steps ({:.0f}/s), {}", updates, ups, env_steps_, sps, losses);
+    orchard::core::MetricFields f = {{"kind", "train"},
+                                     {"updates", std::to_string(updates)},
+                                     {"env_steps", std::to_string(env_steps_)},
+                                     {"updates_per_s", orchard::core::metric_value(ups)},
+                                     {"env_steps_per_s", orchard::core::metric_value(sps)}};
+    f.insert(f.end(), loss_fields.begin(), loss_fields.end());
+    f.emplace_back("weights_version", std::to_string(version_));
+    metrics_->report(std::move(f));
+    since_report_.restart();
+    updates_at_report_ = updates;
+    steps_at_report_ = env_steps_;
+  }
+
+  // Every checkpoint_every_s: the learner's checkpoint (`save(path)`) and learner.json.
+  template <class Save>
+  void maybe_checkpoint(Save&& save, int64_t updates) {
+    if (spec_.learner.checkpoint_every_s <= 0 || since_ckpt_.elapsed_s() < spec_.learner.checkpoint_every_s) return;
+    save(model_path_);
+    write_metadata(updates);
+    since_ckpt_.restart();
+  }
+
+  // The end of the run: final checkpoint, metrics flushed, result.json.
+  template <class Save>
+  int finish(Save&& save, int64_t updates, const std::string& reason) {
+    save(model_path_);
+    write_metadata(updates);
+    metrics_->flush();
+    write_result(reason, updates);
+    return 0;
+  }
+
+  // Called once the learner's counters are final after a resume.
+  void start_reporting(int64_t updates) {
+    updates_at_report_ = updates;
+    steps_at_report_ = env_steps_;
+  }
   // Wall-clock ms of this process's first gradient update (0 before it), for the orchestrator
   // overhead benchmark (time from `orchard run` to the first gradient step).
   void mark_update() {
@@ -237,7 +283,8 @@ class LearnerProcess {
   uint64_t version_ = 0;
   double previous_seconds_ = 0;
   std::optional<double> last_eval_mean_, last_eval_min_;
-  orchard::core::Stopwatch clock_;
+  orchard::core::Stopwatch clock_, since_report_, since_ckpt_;
+  int64_t updates_at_report_ = 0, steps_at_report_ = 0;
 };
 
 orchard::replay::ReplaySamplerOptions sampler_options(const RunSpec& spec, uint32_t batch, uint32_t per_request) {
@@ -300,8 +347,9 @@ int run_ppo(LearnerProcess& P) {
   std::cout << "ready " << spec.weights_endpoint << std::endl;
 
   orchard::replay::SampledBatch batch;
-  orchard::core::Stopwatch since_ckpt, since_report, since_publish;
-  int64_t updates_at_report = learner.updates(), steps_at_report = P.env_steps_;
+  orchard::core::Stopwatch since_publish;
+  P.start_reporting(learner.updates());
+  auto save = [&](const std::string& path) { learner.save(path); };
   std::string reason;
   while ((reason = P.budget_reason(learner.updates())).empty()) {
     P.metrics_->heartbeat();
@@ -358,39 +406,18 @@ int run_ppo(LearnerProcess& P) {
         break;
       }
     }
-    if (since_report.elapsed_s() >= spec.learner.report_every_s) {
-      const double dt = since_report.elapsed_s();
-      const double ups = (learner.updates() - updates_at_report) / dt, sps = (P.env_steps_ - steps_at_report) / dt;
-      spdlog::info("{} updates ({:.2f}/s), {} env steps ({:.0f}/s), pg {:.4f} v {:.4f} ent {:.3f} kl {:.4f} rho {:.3f}",
-                   learner.updates(), ups, P.env_steps_, sps, st.pg_loss, st.v_loss, st.entropy, st.approx_kl,
-                   st.mean_rho);
-      P.metrics_->report({{"kind", "train"},
-                          {"updates", std::to_string(learner.updates())},
-                          {"env_steps", std::to_string(P.env_steps_)},
-                          {"updates_per_s", orchard::core::metric_value(ups)},
-                          {"env_steps_per_s", orchard::core::metric_value(sps)},
-                          {"pg_loss", orchard::core::metric_value(st.pg_loss)},
-                          {"v_loss", orchard::core::metric_value(st.v_loss)},
-                          {"entropy", orchard::core::metric_value(st.entropy)},
-                          {"approx_kl", orchard::core::metric_value(st.approx_kl)},
-                          {"mean_rho", orchard::core::metric_value(st.mean_rho)},
-                          {"weights_version", std::to_string(P.version_)}});
-      since_report.restart();
-      updates_at_report = learner.updates();
-      steps_at_report = P.env_steps_;
-    }
-    if (spec.learner.checkpoint_every_s > 0 && since_ckpt.elapsed_s() >= spec.learner.checkpoint_every_s) {
-      learner.save(P.model_path_);
-      P.write_metadata(learner.updates());
-      since_ckpt.restart();
-    }
+    P.maybe_report(learner.updates(),
+                   fmt::format("pg {:.4f} v {:.4f} ent {:.3f} kl {:.4f} rho {:.3f}", st.pg_loss, st.v_loss, st.entropy,
+                               st.approx_kl, st.mean_rho),
+                   {{"pg_loss", orchard::core::metric_value(st.pg_loss)},
+                    {"v_loss", orchard::core::metric_value(st.v_loss)},
+                    {"entropy", orchard::core::metric_value(st.entropy)},
+                    {"approx_kl", orchard::core::metric_value(st.approx_kl)},
+                    {"mean_rho", orchard::core::metric_value(st.mean_rho)}});
+    P.maybe_checkpoint(save, learner.updates());
   }
   sampler.stop();
-  learner.save(P.model_path_);
-  P.write_metadata(learner.updates());
-  P.metrics_->flush();
-  P.write_result(reason, learner.updates());
-  return 0;
+  return P.finish(save, learner.updates(), reason);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -441,8 +468,9 @@ int run_sac(LearnerProcess& P) {
   };
 
   orchard::replay::SampledBatch batch;
-  orchard::core::Stopwatch since_ckpt, since_report, since_count, since_publish;
-  int64_t updates_at_report = learner.updates(), steps_at_report = P.env_steps_;
+  orchard::core::Stopwatch since_count, since_publish;
+  P.start_reporting(learner.updates());
+  auto save = [&](const std::string& path) { learner.save(path); };
   orchard::learner::SacStats st;
   std::vector<double> priorities;
   std::string reason;
@@ -491,37 +519,16 @@ int run_sac(LearnerProcess& P) {
         break;
       }
     }
-    if (since_report.elapsed_s() >= spec.learner.report_every_s) {
-      const double dt = since_report.elapsed_s();
-      const double ups = (learner.updates() - updates_at_report) / dt, sps = (P.env_steps_ - steps_at_report) / dt;
-      spdlog::info("{} updates ({:.1f}/s), {} env steps ({:.0f}/s), q1 {:.3f} actor {:.3f} alpha {:.4f}",
-                   learner.updates(), ups, P.env_steps_, sps, st.q1_loss, st.actor_loss, st.alpha);
-      P.metrics_->report({{"kind", "train"},
-                          {"updates", std::to_string(learner.updates())},
-                          {"env_steps", std::to_string(P.env_steps_)},
-                          {"updates_per_s", orchard::core::metric_value(ups)},
-                          {"env_steps_per_s", orchard::core::metric_value(sps)},
-                          {"q1_loss", orchard::core::metric_value(st.q1_loss)},
-                          {"actor_loss", orchard::core::metric_value(st.actor_loss)},
-                          {"alpha", orchard::core::metric_value(st.alpha)},
-                          {"weights_version", std::to_string(P.version_)}});
-      since_report.restart();
-      updates_at_report = learner.updates();
-      steps_at_report = P.env_steps_;
-    }
-    if (spec.learner.checkpoint_every_s > 0 && since_ckpt.elapsed_s() >= spec.learner.checkpoint_every_s) {
-      learner.save(P.model_path_);
-      P.write_metadata(learner.updates());
-      since_ckpt.restart();
-    }
+    P.maybe_report(learner.updates(),
+                   fmt::format("q1 {:.3f} actor {:.3f} alpha {:.4f}", st.q1_loss, st.actor_loss, st.alpha),
+                   {{"q1_loss", orchard::core::metric_value(st.q1_loss)},
+                    {"actor_loss", orchard::core::metric_value(st.actor_loss)},
+                    {"alpha", orchard::core::metric_value(st.alpha)}});
+    P.maybe_checkpoint(save, learner.updates());
   }
   sampler.stop();
   count_env_steps();
-  learner.save(P.model_path_);
-  P.write_metadata(learner.updates());
-  P.metrics_->flush();
-  P.write_result(reason, learner.updates());
-  return 0;
+  return P.finish(save, learner.updates(), reason);
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,6 +35,37 @@ struct DecodedWeights {
 // a WEIGHTS message, was made for another model (`expected_model`, when not empty), or holds a
 // dtype LibTorch cannot represent. Shapes and names are checked by the model's load_named_state().
 DecodedWeights decode_weights(const core::Message& message, const std::string& expected_model);
+
+// An actor's subscription to the learner's weights: a SUB socket (receive high-water mark 4, so a
+// slow actor skips old broadcasts) from which poll() takes the newest WEIGHTS message. Weights
+// made for another model, of the wrong shapes or older than the current ones are never loaded:
+// they are counted (refused()) and the actor keeps acting with what it has. Not thread-safe.
+class WeightsSubscriber {
+ public:
+  using Loader = std::function<void(const NamedTensors&)>;  // throws to refuse (e.g. a shape)
+  WeightsSubscriber(const std::string& endpoint, std::string expected_model);
+  ~WeightsSubscriber();
+
+  // Drains the socket without blocking; loads the newest message if it is newer than version().
+  // Returns whether new weights were loaded.
+  bool poll(const Loader& load);
+  // Polls until weights were loaded at least once or timeout_ms passed (or a signal interrupted
+  // the wait); returns whether version() > 0.
+  bool wait_first(const Loader& load, int timeout_ms);
+
+  uint64_t version() const { return version_; }  // 0: none loaded yet
+  uint64_t refused() const { return refused_; }
+  const std::string& last_refusal() const { return last_refusal_; }
+
+ private:
+  std::string expected_model_;
+  std::unique_ptr<zmq::context_t> ctx_;
+  std::unique_ptr<zmq::socket_t> socket_;
+  core::Message newest_, incoming_;
+  core::RecvError err_;
+  uint64_t version_ = 0, refused_ = 0;
+  std::string last_refusal_;
+};
 
 // torch <-> wire dtypes; throws WireError for dtypes without a counterpart.
 core::DType to_wire_dtype(torch::ScalarType t);
