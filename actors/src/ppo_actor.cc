@@ -72,7 +72,8 @@ PpoActor::PpoActor(PpoActorOptions options) : impl_(std::make_unique<Impl>()) {
   s.assembler = std::make_unique<replay::SequenceAssembler>(so);
   s.writer = std::make_unique<replay::ReplayWriter>(s.opts.writer);
   if (!s.opts.weights_endpoint.empty()) {
-    s.weights = std::make_unique<WeightsSubscriber>(s.opts.weights_endpoint, s.opts.model_description);
+    s.weights = std::make_unique<WeightsSubscriber>(s.opts.weights_endpoint, s.opts.model_description,
+                                                   s.opts.weights_client_keys, s.opts.weights_server_key);
   }
   const size_t n = static_cast<size_t>(s.opts.num_envs);
   s.obs_before.resize(n * static_cast<size_t>(s.obs_dim));

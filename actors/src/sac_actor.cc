@@ -126,7 +126,8 @@ SacActor::SacActor(SacActorOptions options) : impl_(std::make_unique<Impl>()) {
   wo.kind = replay::ItemKind::kTransition;
   s.writer = std::make_unique<replay::ReplayWriter>(wo);
   if (!o.weights_endpoint.empty()) {
-    s.weights = std::make_unique<WeightsSubscriber>(o.weights_endpoint, o.model_description);
+    s.weights = std::make_unique<WeightsSubscriber>(o.weights_endpoint, o.model_description, o.weights_client_keys,
+                                                   o.weights_server_key);
   }
   const size_t n = static_cast<size_t>(o.num_envs);
   s.obs_before.resize(n * static_cast<size_t>(s.obs_dim));

@@ -13,12 +13,14 @@ namespace orchard::actors {
 
 namespace v1 = orchard::v1;
 
-WeightsSubscriber::WeightsSubscriber(const std::string& endpoint, std::string expected_model)
+WeightsSubscriber::WeightsSubscriber(const std::string& endpoint, std::string expected_model,
+                                     const core::CurveKeyPair& client, const std::string& server_public_key)
     : expected_model_(std::move(expected_model)), ctx_(std::make_unique<zmq::context_t>(1)) {
   socket_ = std::make_unique<zmq::socket_t>(*ctx_, zmq::socket_type::sub);
   core::SocketOptions so;
   so.recv_hwm = 4;  // latest wins: a slow actor skips old weights
   core::apply_socket_options(*socket_, so);
+  if (!server_public_key.empty()) core::make_curve_client(*socket_, client, server_public_key);
   socket_->set(zmq::sockopt::subscribe, "");
   socket_->connect(endpoint);
 }

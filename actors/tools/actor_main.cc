@@ -158,6 +158,13 @@ int main(int argc, char** argv) {
     w.actor_id = actor_id;
     w.table = spec.table;
     w.name = "actor-" + std::to_string(actor_id) + "-" + std::to_string(::getpid());
+    orchard::core::CurveKeyPair client_keys;
+    std::string server_key;
+    if (!spec.curve_keys.empty()) {  // CURVE on the replay and weights sockets
+      client_keys = orchard::core::load_curve_keys(spec.curve_keys + "/client.key", true);
+      server_key = orchard::core::load_curve_keys(spec.curve_keys + "/server.key", true).public_key;
+      w.security = {server_key, client_keys.public_key, client_keys.secret_key};
+    }
 
     if (spec.algorithm == Algorithm::kPpo) {
       o.env = spec.env.name;
@@ -175,6 +182,8 @@ int main(int argc, char** argv) {
       o.writer = w;
       o.weights_endpoint = spec.weights_endpoint;
       o.model_description = spec.model_description();
+      o.weights_server_key = server_key;
+      o.weights_client_keys = client_keys;
       orchard::actors::PpoActor actor(o);
       std::cout << "ready" << std::endl;
       // On-policy data from a policy the learner never had is wasted: wait for its weights.
@@ -207,6 +216,8 @@ int main(int argc, char** argv) {
     so.writer = w;
     so.weights_endpoint = spec.weights_endpoint;
     so.model_description = spec.model_description();
+    so.weights_server_key = server_key;
+    so.weights_client_keys = client_keys;
     orchard::actors::SacActor actor(so);
     std::cout << "ready" << std::endl;
     const int rc = drive(actor, steps, spec.actors.report_every_s, metrics, actor_id, [](orchard::actors::SacActor& a) {

@@ -111,6 +111,8 @@ class LearnerProcess {
     orchard::core::SocketOptions so;
     so.send_hwm = 4;
     orchard::core::apply_socket_options(*pub_, so);
+    if (!spec_.curve_keys.empty())
+      orchard::core::make_curve_server(*pub_, orchard::core::load_curve_keys(spec_.curve_keys + "/server.key", true));
     try {
       pub_->bind(spec_.weights_endpoint);
     } catch (const zmq::error_t& e) {
@@ -287,8 +289,20 @@ class LearnerProcess {
   int64_t updates_at_report_ = 0, steps_at_report_ = 0;
 };
 
+// CURVE for the learner's replay clients, when the run has keys (security.curve_keys).
+orchard::replay::ClientSecurity client_security(const RunSpec& spec) {
+  orchard::replay::ClientSecurity sec;
+  if (spec.curve_keys.empty()) return sec;
+  auto client = orchard::core::load_curve_keys(spec.curve_keys + "/client.key", true);
+  sec.server_public_key = orchard::core::load_curve_keys(spec.curve_keys + "/server.key", true).public_key;
+  sec.client_public_key = client.public_key;
+  sec.client_secret_key = client.secret_key;
+  return sec;
+}
+
 orchard::replay::ReplaySamplerOptions sampler_options(const RunSpec& spec, uint32_t batch, uint32_t per_request) {
   orchard::replay::ReplaySamplerOptions o;
+  o.security = client_security(spec);
   o.endpoints = spec.replay_endpoints;
   o.table = spec.table;
   o.batch_size = batch;
@@ -453,11 +467,12 @@ int run_sac(LearnerProcess& P) {
   std::cout << "ready " << spec.weights_endpoint << std::endl;
 
   // Env steps = items inserted into the transition table over all shards (one per env step).
+  const auto security = client_security(spec);
   auto count_env_steps = [&] {
     int64_t total = 0;
     for (const auto& ep : spec.replay_endpoints) {
       try {
-        auto info = orchard::replay::table_info(ep, spec.table, 2000);
+        auto info = orchard::replay::table_info(ep, spec.table, 2000, security);
         if (!info.empty()) total += static_cast<int64_t>(info[0].inserts);
       } catch (const Error& e) {
         spdlog::warn("table info from {}: {}", ep, e.what());

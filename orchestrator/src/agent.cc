@@ -192,7 +192,9 @@ json AgentServer::op_start(const json& r) {
       if (fname.empty() || fname.find('/') != std::string::npos || fname[0] == '.')
         throw Error("file name '" + fname + "' must be a plain name");
       if (!content.is_string()) throw Error("file '" + fname + "' content must be a string");
-      std::ofstream(dir + "/" + fname, std::ios::trunc) << content.get<std::string>();
+      const std::string path = dir + "/" + fname;
+      std::ofstream(path, std::ios::trunc) << content.get<std::string>();
+      fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);  // key files among them
     }
   }
   auto subst = [&](std::string s) {

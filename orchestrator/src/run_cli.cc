@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "orchard/core/config.h"
 #include "orchard/core/error.h"
 #include "orchard/core/net.h"
 #include "orchard/core/redis.h"
@@ -124,6 +125,7 @@ class LocalRun {
   RunOptions opts_;
   std::string spec_file_, logs_, bin_;
   std::string remote_spec_yaml_;  // the spec as remote processes read it (run_dir: their agent's)
+  std::map<std::string, std::string> remote_files_;  // key files shipped with it
   Agents agents_;
   std::unique_ptr<orchestrator::EmbeddedRedis> redis_;
   std::unique_ptr<core::RedisClient> client_;
@@ -198,6 +200,7 @@ void LocalRun::place(orchestrator::ProcessSpec& p, const std::string& host, std:
   p.host = host;
   p.argv = {(h->bin_dir.empty() ? bin_ : h->bin_dir) + "/" + program};
   for (auto& a : args) p.argv.push_back(a == "{spec}" ? "{dir}/spec.yaml" : a);
+  p.files = remote_files_;
   p.files["spec.yaml"] = remote_spec_yaml_;
   p.log_path = "(on " + host + ") " + p.name + ".log";
 }
@@ -351,12 +354,20 @@ int LocalRun::run() {
   std::ofstream(spec_file_) << spec_.resolved_yaml();
   auto with_redis = RunSpec::load(spec_file_, {"redis=" + spec_.redis_url});
   std::ofstream(spec_file_, std::ios::trunc) << with_redis.node().dump() << "\n";
-  if (spec_.multi_host())
-    remote_spec_yaml_ = RunSpec::load_string(with_redis.node().dump(), "spec.yaml",
-                                             {"run_dir=.", "checkpoint_dir=checkpoints"})
-                            .node()
-                            .dump() +
-                        "\n";
+  if (spec_.multi_host()) {
+    std::vector<std::string> remote = {"run_dir=.", "checkpoint_dir=checkpoints"};
+    if (!spec_.curve_keys.empty()) {
+      // The key files travel with the spec; on the host they sit next to it.
+      remote.push_back("security.curve_keys=.");
+      remote.push_back("replay.curve_key_file=server.key");
+      for (const char* f : {"server.key", "client.key"})
+        remote_files_[f] = read_file(spec_.curve_keys + "/" + f);
+    }
+    // Paths as the host sees them; not validated here (they name files on the host).
+    core::ConfigNode node = core::ConfigNode::load_string(with_redis.node().dump(), "spec.yaml");
+    for (const auto& o : remote) node.apply_override(o);
+    remote_spec_yaml_ = node.dump() + "\n";
+  }
   register_run("starting");
   std::cout << "run " << spec_.name << ": " << orchestrator::algorithm_name(spec_.algorithm) << " on "
             << spec_.env.name << ", " << spec_.replay_shards << " shard(s), 1 learner, " << spec_.actors.count

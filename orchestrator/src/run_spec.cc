@@ -8,6 +8,7 @@
 #include "orchard/core/error.h"
 #include "orchard/core/net.h"
 #include "orchard/core/redis.h"
+#include "orchard/core/wire.h"
 #include "orchard/envs/registry.h"
 #include "orchard/replay/server.h"
 
@@ -18,7 +19,7 @@ namespace {
 const std::vector<std::string_view> kTopKeys = {"name",   "seed",     "env",    "algorithm", "ppo",
                                                 "sac",    "replay",   "learner", "actors",   "budget",
                                                 "redis",  "run_dir",  "checkpoint_dir", "endpoints", "logging",
-                                                "hosts",  "placement", "orchestrator_address"};
+                                                "hosts",  "placement", "orchestrator_address", "security"};
 
 std::string list_yaml(const std::vector<int64_t>& v) {
   std::string s = "[";
@@ -330,6 +331,26 @@ void RunSpec::parse() {
     throw ConfigError(r.source() + ": orchestrator_address: required with hosts (the address the other hosts reach "
                       "this machine at, for the run's Redis)");
 
+  // security
+  core::ConfigNode sec = r["security"];
+  if (sec.defined()) {
+    sec.expect_map();
+    sec.check_keys({"curve_keys"});
+  }
+  curve_keys = sec.get_string("curve_keys", "");
+  if (!curve_keys.empty()) {
+    for (const char* f : {"server.key", "client.key"}) {
+      try {
+        core::load_curve_keys(curve_keys + "/" + f, true);
+      } catch (const Error& e) {
+        throw ConfigError(sec["curve_keys"].where() + ": " + e.what() + " (make them with `orchard keys server --dir " +
+                          curve_keys + "` and `orchard keys client --dir " + curve_keys + "`)");
+      }
+    }
+    if (!core::curve_available())
+      throw ConfigError(sec["curve_keys"].where() + ": this ZeroMQ was built without CURVE");
+  }
+
   // endpoints
   core::ConfigNode ep = r["endpoints"];
   if (ep.defined()) {
@@ -479,6 +500,8 @@ void RunSpec::resolve() {
                       {"next_obs", core::DType::kFloat32, {obs_dim}}};
   }
   fill_replay_section();
+  if (!curve_keys.empty() && node_["replay"].get_string("curve_key_file", "").empty())
+    node_.apply_override("replay.curve_key_file='" + curve_keys + "/server.key'");
 
   if (replay_endpoints.empty()) {
     std::vector<std::string> eps;

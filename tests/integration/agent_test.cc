@@ -237,8 +237,15 @@ TEST(Agent, RunAcrossTwoHostsInNetworkNamespaces) {
   auto b = start_agent(lab.hosts[1], d.path, "state-b");
   ASSERT_TRUE(a->wait_for_output("ready", 20000)) << a->output();
   ASSERT_TRUE(b->wait_for_output("ready", 20000)) << b->output();
-  ChildProcess run({orchard_bin("orchard"), "run", two_host_spec(d.path, lab, "twohost", "{updates: 40, wall_time_s: 240}")},
-                   home(d.path));
+  // With CURVE on every data socket: the key files travel to the hosts with the spec.
+  fs::create_directories(d.path / "keys");
+  for (const char* k : {"server", "client"}) {
+    ChildProcess keys({orchard_bin("orchard"), "keys", k, "--dir", (d.path / "keys").string()});
+    ASSERT_EQ(keys.wait(10000), 0) << keys.output();
+  }
+  const std::string spec = two_host_spec(d.path, lab, "twohost", "{updates: 40, wall_time_s: 240}");
+  std::ofstream(spec, std::ios::app) << "security: {curve_keys: " << (d.path / "keys").string() << "}\n";
+  ChildProcess run({orchard_bin("orchard"), "run", spec}, home(d.path));
   EXPECT_EQ(run.wait(300000), 0) << run.output();
   const std::string out = run.output();
   EXPECT_NE(out.find("replay-0: pid"), std::string::npos) << out;
@@ -254,6 +261,9 @@ TEST(Agent, RunAcrossTwoHostsInNetworkNamespaces) {
   std::ifstream alog(d.path / "state-b" / "runs" / "twohost" / "logs" / "actor-0.log");
   std::string log((std::istreambuf_iterator<char>(alog)), std::istreambuf_iterator<char>());
   EXPECT_TRUE(std::regex_search(log, std::regex("weights v[1-9]"))) << log;
+  EXPECT_TRUE(fs::exists(d.path / "state-b" / "runs" / "twohost" / "client.key"));
+  EXPECT_EQ(fs::status(d.path / "state-b" / "runs" / "twohost" / "client.key").permissions() & fs::perms::others_read,
+            fs::perms::none);
   // `orchard logs` reaches it through the agent.
   ChildProcess logs({orchard_bin("orchard"), "logs", "twohost", "actor-0", "-n", "3"}, home(d.path));
   EXPECT_EQ(logs.wait(30000), 0) << logs.output();

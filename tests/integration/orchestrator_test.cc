@@ -18,6 +18,7 @@
 #include "orchard/core/net.h"
 #include "orchard/core/redis.h"
 #include "orchard/core/wire.h"
+#include "orchard/replay/client.h"
 #include "support/child_process.h"
 #include "support/redis_server.h"
 
@@ -278,4 +279,60 @@ TEST(Orchestrator, PinsAndSetsTheEnvironmentOfProcessesStopsOnSigintAndResumesBy
   ChildProcess unknown({orchard_bin("orchard"), "run", "no-such-run", "--resume"}, home_env(d.path));
   EXPECT_EQ(unknown.wait(30000), 1);
   EXPECT_NE(unknown.output().find("no run named 'no-such-run'"), std::string::npos) << unknown.output();
+}
+
+TEST(Orchestrator, CurveKeysEncryptTheReplayAndWeightsSocketsOfARun) {
+  Dir d("curve");
+  for (const char* k : {"server", "client"}) {
+    ChildProcess keys({orchard_bin("orchard"), "keys", k, "--dir", d.path.string()});
+    ASSERT_EQ(keys.wait(10000), 0) << keys.output();
+  }
+  std::ofstream(d.path / "spec.yaml") << "name: curverun\nenv: {name: CartPole-v1, num_envs: 4}\nppo: {segment_length: 32}\n"
+                                      << "actors: {count: 1}\nbudget: {updates: 100000, wall_time_s: 300}\n"
+                                      << "security: {curve_keys: " << d.path.string() << "}\nrun_dir: "
+                                      << (d.path / "run").string() << "\n";
+  ChildProcess run({orchard_bin("orchard"), "run", (d.path / "spec.yaml").string()}, home_env(d.path));
+  ASSERT_TRUE(run.wait_for_output("all processes ready", 60000)) << run.output();
+  std::ifstream in(d.path / "run" / "spec.yaml");
+  std::string spec((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(spec, m, std::regex("replay: \\[(tcp://[0-9.:]+)\\]"))) << spec;
+  const std::string shard = m[1];
+  ASSERT_TRUE(std::regex_search(spec, m, std::regex("weights: (tcp://[0-9.:]+)"))) << spec;
+  const std::string weights = m[1];
+  // Without the keys the shard does not answer (the CURVE handshake fails)...
+  EXPECT_THROW(orchard::replay::shard_info(shard, "", 1500), orchard::replay::ReplayError);
+  // ...with them it does, and the run's experience is there.
+  auto client = orchard::core::load_curve_keys((d.path / "client.key").string(), true);
+  orchard::replay::ClientSecurity sec{orchard::core::load_curve_keys((d.path / "server.key").string(), true).public_key,
+                                      client.public_key, client.secret_key};
+  auto info = orchard::replay::shard_info(shard, "segments", 5000, sec);
+  ASSERT_EQ(info.tables.size(), 1u);
+  EXPECT_GT(info.tables[0].inserts, 0u);
+  // The weights broadcast: nothing for a plaintext subscriber, WEIGHTS for one with the keys.
+  zmq::context_t ctx;
+  auto receives = [&](bool with_keys) {
+    zmq::socket_t sub(ctx, zmq::socket_type::sub);
+    if (with_keys) orchard::core::make_curve_client(sub, client, sec.server_public_key);
+    sub.set(zmq::sockopt::subscribe, "");
+    sub.connect(weights);
+    zmq::pollitem_t item{sub.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(3000));
+    return (item.revents & ZMQ_POLLIN) != 0;
+  };
+  EXPECT_FALSE(receives(false));
+  EXPECT_TRUE(receives(true));
+  run.signal(SIGINT);
+  EXPECT_EQ(run.wait(120000), 130) << run.output();
+  expect_no_orphans(run.output());
+}
+
+TEST(Orchestrator, MissingCurveKeysAreASpecError) {
+  Dir d("nokeys");
+  std::ofstream(d.path / "spec.yaml") << "name: nokeys\nenv: {name: CartPole-v1}\nbudget: {updates: 1}\n"
+                                      << "security: {curve_keys: " << (d.path / "absent").string() << "}\n";
+  ChildProcess run({orchard_bin("orchard"), "run", (d.path / "spec.yaml").string()}, home_env(d.path));
+  EXPECT_EQ(run.wait(30000), 1);
+  EXPECT_NE(run.output().find("security.curve_keys"), std::string::npos) << run.output();
+  EXPECT_NE(run.output().find("orchard keys server --dir"), std::string::npos) << run.output();
 }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "orchard/core/wire.h"
 #include "orchard/envs/env.h"
 #include "orchard/learner/model.h"
 #include "orchard/replay/client.h"
@@ -24,7 +25,11 @@ struct PpoActorOptions {
   learner::ModelConfig model;
   replay::ReplayWriterOptions writer;  // endpoints, table, actor_id, credits, ...
   std::string weights_endpoint;      // SUB socket for WEIGHTS; empty: keep the initial weights
-  std::string model_description;     // WEIGHTS for another model are refused
+  std::string model_description;
+  // CURVE for the weights subscription (the learner's public key and this actor's pair, Z85);
+  // empty server key: plaintext. The replay writer's own keys are writer.security.
+  std::string weights_server_key;
+  core::CurveKeyPair weights_client_keys;     // WEIGHTS for another model are refused
 };
 
 struct PpoActorStats {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "orchard/core/tensor.h"
+#include "orchard/core/wire.h"
 #include "orchard/envs/env.h"
 #include "orchard/learner/sac.h"
 #include "orchard/replay/client.h"
@@ -46,6 +47,10 @@ struct SacActorOptions {
   // WEIGHTS whose model description differs are refused (see sac_model_description()). Empty:
   // no description check (names and shapes are still checked by load_named_state()).
   std::string model_description;
+  // CURVE for the weights subscription (the learner's public key and this actor's pair, Z85);
+  // empty server key: plaintext. The replay writer's own keys are writer.security.
+  std::string weights_server_key;
+  core::CurveKeyPair weights_client_keys;
 };
 
 struct SacActorStats {

@@ -43,7 +43,10 @@ DecodedWeights decode_weights(const core::Message& message, const std::string& e
 class WeightsSubscriber {
  public:
   using Loader = std::function<void(const NamedTensors&)>;  // throws to refuse (e.g. a shape)
-  WeightsSubscriber(const std::string& endpoint, std::string expected_model);
+  // With a CURVE key pair and the learner's public key (both Z85) the subscription is encrypted
+  // and authenticated; empty: plaintext.
+  WeightsSubscriber(const std::string& endpoint, std::string expected_model, const core::CurveKeyPair& client = {},
+                    const std::string& server_public_key = "");
   ~WeightsSubscriber();
 
   // Drains the socket without blocking; loads the newest message if it is newer than version().

@@ -152,6 +152,10 @@ class RunSpec {
   std::vector<HostSpec> hosts;
   PlacementSpec placement;
   std::string orchestrator_address;   // where other hosts reach this machine (Redis); needed with hosts
+  // `security.curve_keys`: a directory with server.key and client.key (`orchard keys server|client
+  // --dir DIR`). Set: every ZeroMQ socket of the run (replay, weights) uses CURVE — shards and the
+  // learner's weights socket are servers with server.key, the other ends clients with client.key.
+  std::string curve_keys;
   bool multi_host() const { return !hosts.empty(); }
   const HostSpec* host(const std::string& name) const;  // nullptr for "local" or unknown
   int64_t replay_shards = 1;
