@@ -227,25 +227,36 @@ void add_control(CLI::App& app, int* exit_code) {
     throw Error("run '" + a->run + "' did not stop within " + std::to_string(static_cast<int>(a->timeout)) + " s");
   });
 
-  auto* scale = app.add_subcommand("scale", "Change the number of actors of a running run: orchard scale RUN actors=N");
+  auto* scale = app.add_subcommand("scale", "Change the number of actors of a running run: orchard scale RUN actors=N, "
+                                            "or on one host: actors@HOST=N");
   scale->add_option("run", a->run, "Run name")->required();
-  scale->add_option("assignment", a->assignment, "actors=N")->required();
+  scale->add_option("assignment", a->assignment, "actors=N or actors@HOST=N (HOST: local or a host of the spec)")
+      ->required();
   scale->add_option("--redis", a->redis, "Redis URL of the run");
   scale->add_option("--timeout", a->timeout, "Seconds to wait for the orchestrator to apply it");
   scale->callback([a, exit_code] {
     std::smatch m;
-    if (!std::regex_match(a->assignment, m, std::regex("actors=([0-9]{1,6})")) || std::stoll(m[1]) < 1)
-      throw Error("scale: expected actors=N with N >= 1, got '" + a->assignment + "'");
-    const std::string n = m[1];
+    if (!std::regex_match(a->assignment, m, std::regex("actors(@[A-Za-z0-9][A-Za-z0-9_.-]{0,63})?=([0-9]{1,6})")) ||
+        (!m[1].matched && std::stoll(m[2]) < 1))
+      throw Error("scale: expected actors=N (N >= 1) or actors@HOST=N, got '" + a->assignment + "'");
+    const std::string host = m[1].matched ? std::string(m[1]).substr(1) : "";
+    const std::string n = m[2];
+    const std::string confirm = host.empty() ? "actors" : "actors@" + host;
     auto c = connect_run(a->run, a->redis);
     Fields h = hgetall(*c, run_key(a->run));
     if (h.empty()) throw Error("run '" + a->run + "' is not in this Redis");
     if (!run_active(field(h, "status"))) throw Error("run '" + a->run + "' is " + field(h, "status") + ", not running");
-    c->command({"HSET", run_key(a->run), "desired_actors", n});
+    if (!host.empty() && host != "local") {
+      // The host must be one of the run's (its resolved spec lists them).
+      auto spec = orchestrator::RunSpec::load(field(h, "run_dir") + "/spec.yaml");
+      if (!spec.host(host)) throw Error("scale: run '" + a->run + "' has no host '" + host + "'");
+    }
+    if (!host.empty()) c->command({"HDEL", run_key(a->run), confirm});  // wait for a fresh confirmation
+    c->command({"HSET", run_key(a->run), "desired_" + confirm, n});
     const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(a->timeout);
     while (std::chrono::steady_clock::now() < until) {
-      if (field(hgetall(*c, run_key(a->run)), "actors") == n) {
-        std::cout << "run " << a->run << ": actors=" << n << "\n";
+      if (field(hgetall(*c, run_key(a->run)), confirm) == n) {
+        std::cout << "run " << a->run << ": " << confirm << "=" << n << "\n";
         return;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(200));

@@ -116,7 +116,9 @@ class LocalRun {
   void on_event(const orchestrator::SchedulerEvent& e);
   void control();
   void progress();
-  orchestrator::ProcessSpec actor_spec(int64_t id) const;
+  // An actor on `host` ("local", an agent's name, or "" for round-robin over placement.actors).
+  orchestrator::ProcessSpec actor_spec(int64_t id, const std::string& host = "") const;
+  void scale_actors(core::RedisClient& c, const std::string& host, int64_t want);
   // Fills host, argv, log and files for a process placed on `host` ("local" or an agent's).
   void place(orchestrator::ProcessSpec& p, const std::string& host, std::vector<std::string> args) const;
   void register_run(const std::string& status);
@@ -133,7 +135,6 @@ class LocalRun {
   std::unique_ptr<orchestrator::Scheduler> sched_;
   double started_ = 0, next_progress_ = 0;
   int64_t next_actor_id_ = 0;
-  int64_t desired_actors_ = 0;
   RunOutcome outcome_ = RunOutcome::kFinished;
   std::string reason_;
 };
@@ -205,56 +206,70 @@ void LocalRun::place(orchestrator::ProcessSpec& p, const std::string& host, std:
   p.log_path = "(on " + host + ") " + p.name + ".log";
 }
 
-orchestrator::ProcessSpec LocalRun::actor_spec(int64_t id) const {
+orchestrator::ProcessSpec LocalRun::actor_spec(int64_t id, const std::string& host) const {
   orchestrator::ProcessSpec p;
   p.name = "actor-" + std::to_string(id);
   p.role = "actor";
   p.group = 2;
-  place(p, spec_.placement.actors[static_cast<size_t>(id) % spec_.placement.actors.size()],
+  place(p, !host.empty() ? host : spec_.placement.actors[static_cast<size_t>(id) % spec_.placement.actors.size()],
         {"orchard-actor", "--spec", "{spec}", "--actor-id", std::to_string(id)});
   p.cpus = spec_.actors.cpus;
   p.env = spec_.actors.env;
   return p;
 }
 
+// Brings the number of live actors (on `host`, or everywhere when `host` is empty) to `want`:
+// new actors are placed on `host` (or round-robin over placement.actors); the newest are
+// removed first, flushing their writers as they exit. Recorded as an event.
+void LocalRun::scale_actors(core::RedisClient& c, const std::string& host, int64_t want) {
+  auto on_host = [&](const orchestrator::ProcInfo& p) {
+    return host.empty() || (p.spec.host.empty() ? std::string("local") : p.spec.host) == host;
+  };
+  std::vector<std::string> live;
+  for (const auto& [name, p] : sched_->processes())
+    if (p.spec.role == "actor" && on_host(p) && p.state != orchestrator::ProcState::kExited &&
+        p.state != orchestrator::ProcState::kStopping)
+      live.push_back(name);
+  const int64_t have = static_cast<int64_t>(live.size());
+  const std::string what = host.empty() ? "actors" : "actors@" + host;
+  if (want != have) {
+    std::cout << "[scale] " << what << ": " << have << " -> " << want << std::endl;
+    c.xadd(events_key(spec_.name),
+           {{"kind", "scale"}, {"proc", what}, {"detail", std::to_string(have) + " -> " + std::to_string(want)}}, 10000);
+  }
+  for (int64_t i = have; i < want; ++i) sched_->add(actor_spec(next_actor_id_++, host));
+  std::sort(live.begin(), live.end(),
+            [](const std::string& a, const std::string& b) { return std::stoll(a.substr(6)) > std::stoll(b.substr(6)); });
+  for (int64_t i = 0; i < have - want; ++i) sched_->remove(live[static_cast<size_t>(i)], "scaled down");
+  // What the CLI waits for: the total, and the count on the host asked about.
+  c.command({"HSET", run_key(spec_.name), "actors", std::to_string(sched_->count("actor"))});
+  if (!host.empty()) c.command({"HSET", run_key(spec_.name), what, std::to_string(want)});
+}
+
 void LocalRun::control() {
   redis_call([&](core::RedisClient& c) {
-    auto r = c.command({"HMGET", run_key(spec_.name), "stop_requested", "desired_actors"});
-    if (r.elements.size() == 2) {
-      if (r.elements[0].is_string() && r.elements[0].str == "1" && !sched_->stopping()) {
-        outcome_ = RunOutcome::kStopped;
-        sched_->stop(RunOutcome::kStopped, "orchard stop");
-      }
-      if (r.elements[1].is_string() && sched_->running()) {
-        int64_t want = 0;
+    auto fields = hgetall(c, run_key(spec_.name));
+    if (field(fields, "stop_requested") == "1" && !sched_->stopping()) {
+      outcome_ = RunOutcome::kStopped;
+      sched_->stop(RunOutcome::kStopped, "orchard stop");
+    }
+    if (sched_->running()) {
+      // desired_actors = N (everywhere) and desired_actors@HOST = N: requests, removed once handled.
+      for (const auto& [key, value] : fields) {
+        if (key.rfind("desired_actors", 0) != 0) continue;
+        c.command({"HDEL", run_key(spec_.name), key});
+        const std::string host = key.size() > 15 && key[14] == '@' ? key.substr(15) : "";
+        int64_t want = -1;
         try {
-          want = std::stoll(r.elements[1].str);
+          want = std::stoll(value);
         } catch (const std::exception&) {
-          want = -1;
         }
-        if (want >= 1 && want <= 100000 && want != desired_actors_) {
-          const int64_t have = sched_->count("actor");
-          std::cout << "[scale] actors " << have << " -> " << want << std::endl;
-          c.xadd(events_key(spec_.name), {{"kind", "scale"}, {"proc", "actors"},
-                                          {"detail", std::to_string(have) + " -> " + std::to_string(want)}}, 10000);
-          desired_actors_ = want;
-          if (want > have) {
-            for (int64_t i = have; i < want; ++i) sched_->add(actor_spec(next_actor_id_++));
-          } else {
-            // Remove the newest actors; they flush their writers on SIGTERM and exit.
-            std::vector<std::string> live;
-            for (const auto& [name, p] : sched_->processes())
-              if (p.spec.role == "actor" && p.state != orchestrator::ProcState::kExited &&
-                  p.state != orchestrator::ProcState::kStopping)
-                live.push_back(name);
-            std::sort(live.begin(), live.end(), [](const std::string& a, const std::string& b) {
-              return std::stoll(a.substr(6)) > std::stoll(b.substr(6));
-            });
-            for (int64_t i = 0; i < have - want && i < static_cast<int64_t>(live.size()); ++i)
-              sched_->remove(live[static_cast<size_t>(i)], "scaled down");
-          }
-          c.command({"HSET", run_key(spec_.name), "actors", std::to_string(want)});
+        const bool known_host = host.empty() || host == "local" || spec_.host(host);
+        if (want < 0 || want > 100000 || !known_host || (host.empty() && want < 1)) {
+          c.xadd(events_key(spec_.name), {{"kind", "error"}, {"proc", key}, {"detail", "ignored: " + value}}, 10000);
+          continue;
         }
+        scale_actors(c, host, want);
       }
     }
     // Mirror process states (restarts and states change without events too).
@@ -405,7 +420,6 @@ int LocalRun::run() {
     sched_->add(p);
   }
   for (int64_t i = 0; i < spec_.actors.count; ++i) sched_->add(actor_spec(next_actor_id_++));
-  desired_actors_ = spec_.actors.count;
   // A resumed run: processes the agents still run for it are taken over, not started again.
   for (auto& [host, agent] : agents_) {
     auto listed = agent->call({{"op", "list"}, {"run", spec_.name}});

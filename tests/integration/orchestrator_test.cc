@@ -156,6 +156,21 @@ TEST(Orchestrator, UpScaleStatusLogsTopStopThroughTheCli) {
   // The removed actors flushed and exited 0 (scale-down is not a crash: no restart).
   EXPECT_EQ(status.find("[restart]"), std::string::npos) << status;
 
+  // Per host: two actors on this machine (the only host of this run).
+  auto local = orchard({"scale", "clirun", "actors@local=2"});
+  ASSERT_EQ(local.first, 0) << local.second;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        status = orchard({"status", "clirun"}).second;
+        return status.find("actor-3     running") != std::string::npos;
+      },
+      30000))
+      << status;
+  EXPECT_NE(status.find("actors 2"), std::string::npos) << status;
+  auto nohost = orchard({"scale", "clirun", "actors@gpu-box=2"});
+  EXPECT_NE(nohost.first, 0);
+  EXPECT_NE(nohost.second.find("has no host 'gpu-box'"), std::string::npos) << nohost.second;
+
   auto top = orchard({"top", "clirun", "--once"});
   EXPECT_EQ(top.first, 0) << top.second;
   EXPECT_NE(top.second.find("PROCESS"), std::string::npos) << top.second;
