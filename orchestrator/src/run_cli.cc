@@ -406,6 +406,8 @@ int LocalRun::run() {
           {"orchard-replay", "--config", "{spec}", "--bind", spec_.replay_endpoints[i], "--shard-index",
            std::to_string(i), "--name", p.name, "--checkpoint-dir",
            host == "local" ? spec_.run_dir + "/replay" : std::string("{dir}/replay")});
+    p.cpus = spec_.replay_cpus;
+    p.env = spec_.replay_env;
     sched_->add(p);
   }
   {

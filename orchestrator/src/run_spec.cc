@@ -268,8 +268,10 @@ void RunSpec::parse() {
   // replay: the shard options are the replay service's own (validated by ServerOptions::parse).
   core::ConfigNode rp = r["replay"];
   replay_shards = rp.get_int("shards", 1, 1, 1024);
+  replay_cpus = cpu_list(rp);
+  replay_env = env_vars(rp);
   table = algorithm == Algorithm::kPpo ? "segments" : "transitions";
-  if (rp.defined()) {
+  if (rp.defined() && rp.has("tables")) {  // without tables, resolve() derives them and parses then
     auto server = replay::ServerOptions::parse(rp);
     if (!server.tables.empty()) {
       bool found = false;

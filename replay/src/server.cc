@@ -174,7 +174,9 @@ uint32_t crc32(const void* data, size_t size, uint32_t crc) {
 
 ServerOptions ServerOptions::parse(const core::ConfigNode& r) {
   r.check_keys({"shards", "tables", "checkpoint_dir", "checkpoint_interval_s", "keep_checkpoints", "insert_workers",
-                "sample_workers", "credits", "insert_timeout_ms", "max_batch", "max_message_mb", "curve_key_file"});
+                "sample_workers", "credits", "insert_timeout_ms", "max_batch", "max_message_mb", "curve_key_file",
+                // how the orchestrator starts the shard processes (run spec), not server settings:
+                "cpus", "env"});
   ServerOptions o;
   for (const auto& t : r["tables"].elements()) o.tables.push_back(TableOptions::parse(t));
   if (o.tables.empty()) throw ConfigError(r.where() + ": replay.tables must list at least one table");

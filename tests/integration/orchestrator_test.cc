@@ -258,6 +258,7 @@ TEST(Orchestrator, PinsAndSetsTheEnvironmentOfProcessesStopsOnSigintAndResumesBy
                                       << "ppo: {segment_length: 32}\n"
                                       << "learner: {cpus: [0], env: {ORCHARD_TEST_MARK: learner-42}, eval_every: 10, "
                                       << "checkpoint_every_s: 0.3}\nactors: {count: 1, cpus: [1]}\n"
+                                      << "replay: {cpus: [1], env: {ORCHARD_TEST_MARK: shard}}\n"
                                       << "budget: {updates: 100000, wall_time_s: 300}\nrun_dir: "
                                       << (d.path / "run").string() << "\n";
   ChildProcess run({orchard_bin("orchard"), "run", (d.path / "spec.yaml").string()}, home_env(d.path));
@@ -275,6 +276,7 @@ TEST(Orchestrator, PinsAndSetsTheEnvironmentOfProcessesStopsOnSigintAndResumesBy
   const pid_t learner = latest_pid(run.output(), "learner-0"), actor = latest_pid(run.output(), "actor-0");
   EXPECT_EQ(trim(status_of(learner, "Cpus_allowed_list")), "0");
   EXPECT_EQ(trim(status_of(actor, "Cpus_allowed_list")), "1");
+  EXPECT_EQ(trim(status_of(latest_pid(run.output(), "replay-0"), "Cpus_allowed_list")), "1");
   std::ifstream env("/proc/" + std::to_string(learner) + "/environ");
   std::string environ((std::istreambuf_iterator<char>(env)), std::istreambuf_iterator<char>());
   EXPECT_NE(environ.find(std::string("ORCHARD_TEST_MARK=learner-42") + '\0'), std::string::npos);

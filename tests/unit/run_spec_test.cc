@@ -196,3 +196,17 @@ TEST(RunSpec, EvaluationOptionsOverrideTheEnvOptions) {
   auto o = s.eval_env_options();
   EXPECT_EQ(o, (std::vector<std::string>{"g=9.81", "step_delay_us=0"}));
 }
+
+TEST(RunSpec, ReplaySectionWithoutTablesGetsThemDerivedAndTypos) {
+  RunSpec s = RunSpec::load_string("name: t\nenv: {name: CartPole-v1}\nbudget: {updates: 1}\n"
+                                   "replay: {cpus: [0], env: {A: b}, checkpoint_interval_s: 5}\n",
+                                   "run.yaml");
+  EXPECT_EQ(s.replay_cpus, (std::vector<int>{0}));
+  EXPECT_EQ(s.replay_env, (std::vector<std::string>{"A=b"}));
+  s.resolve();
+  auto server = orchard::replay::ServerOptions::parse(s.node()["replay"]);
+  EXPECT_EQ(server.tables.at(0).name, "segments");
+  EXPECT_DOUBLE_EQ(server.checkpoint_interval_s, 5.0);
+  std::string e = error_of("name: t\nenv: {name: CartPole-v1}\nbudget: {updates: 1}\nreplay: {checkpoint_intervl_s: 5}\n");
+  EXPECT_NE(e.find("checkpoint_intervl_s"), std::string::npos) << e;
+}

@@ -159,6 +159,8 @@ class RunSpec {
   bool multi_host() const { return !hosts.empty(); }
   const HostSpec* host(const std::string& name) const;  // nullptr for "local" or unknown
   int64_t replay_shards = 1;
+  std::vector<int> replay_cpus;           // replay.cpus: pin the shards to these CPUs
+  std::vector<std::string> replay_env;    // replay.env: extra environment of the shards
   std::vector<std::string> replay_endpoints;  // one per shard (resolved)
   std::string weights_endpoint;               // learner rank 0 PUB (resolved)
   std::string table;                  // the experience table's name: "segments" or "transitions"

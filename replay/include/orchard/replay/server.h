@@ -44,7 +44,8 @@ struct ServerOptions {
 
   // Reads the run spec's `replay:` section (keys: shards, tables, checkpoint_dir,
   // checkpoint_interval_s, keep_checkpoints, insert_workers, sample_workers, credits,
-  // insert_timeout_ms, max_batch, max_message_mb, curve_key_file). Throws ConfigError.
+  // insert_timeout_ms, max_batch, max_message_mb, curve_key_file; `cpus` and `env` are accepted
+  // and left to the orchestrator, which starts the shards). Throws ConfigError.
   static ServerOptions parse(const core::ConfigNode& replay_section);
 };
 
