@@ -50,12 +50,14 @@ class NetnsLab {
     std::string ns, ip, root_ip;
   };
   NetnsLab() {
+    // Subnets from the pid, so tests running at once (ctest -j) do not share one.
     const int k = static_cast<int>(::getpid() % 250) + 1;
+    const int second = 100 + static_cast<int>((::getpid() / 250) % 50) * 2;
     const std::string tag = std::to_string(::getpid() % 100000);
     for (int i = 0; i < 2; ++i) {
       Host h;
       h.ns = "orch" + tag + (i ? "b" : "a");
-      const std::string net = "10." + std::to_string(213 + i) + "." + std::to_string(k) + ".";
+      const std::string net = "10." + std::to_string(second + i) + "." + std::to_string(k) + ".";
       h.ip = net + "2";
       h.root_ip = net + "1";
       const std::string out = "ov" + tag + (i ? "b" : "a"), in = "iv" + tag + (i ? "b" : "a");
