@@ -11,6 +11,7 @@
 #include "orchard/core/wire.h"
 #include "orchard/envs/registry.h"
 #include "orchard/replay/server.h"
+#include "orchard/replay/table.h"
 
 namespace orchard::orchestrator {
 
@@ -538,12 +539,7 @@ void RunSpec::fill_replay_section() {
     }
     return;
   }
-  std::string sig = "[";
-  for (size_t i = 0; i < item_signature.size(); ++i) {
-    sig += (i ? ", " : "") + std::string("{name: ") + item_signature[i].name +
-           ", dtype: " + core::dtype_name(item_signature[i].dtype) + ", shape: " + list_yaml(item_signature[i].shape) + "}";
-  }
-  sig += "]";
+  const std::string sig = replay::signature_yaml(item_signature);
   std::string t;
   if (algorithm == Algorithm::kPpo) {
     // A queue: each segment is read once (the learner runs the epochs over its batch in memory),

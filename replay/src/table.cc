@@ -395,6 +395,18 @@ TableOptions TableOptions::parse(const core::ConfigNode& node) {
   return o;
 }
 
+std::string signature_yaml(const std::vector<core::TensorSpec>& signature) {
+  std::string y = "[";
+  for (size_t i = 0; i < signature.size(); ++i) {
+    y += (i ? ", " : "") + std::string("{name: ") + signature[i].name + ", dtype: " +
+         core::dtype_name(signature[i].dtype) + ", shape: [";
+    for (size_t d = 0; d < signature[i].shape.size(); ++d)
+      y += (d ? ", " : "") + std::to_string(signature[i].shape[d]);
+    y += "]}";
+  }
+  return y + "]";
+}
+
 std::string TableOptions::describe() const {
   std::string s = "table '" + name + "': signature [";
   for (size_t c = 0; c < signature.size(); ++c) s += (c ? ", " : "") + spec_text(signature[c]);

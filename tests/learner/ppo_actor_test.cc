@@ -12,23 +12,13 @@
 #include "orchard/actors/ppo_actor.h"
 #include "orchard/actors/weights.h"
 #include "orchard/core/net.h"
+#include "orchard/replay/table.h"
 #include "support/child_process.h"
 
 using namespace orchard;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string signature_yaml(const std::vector<core::TensorSpec>& sig) {
-  std::string y = "[";
-  for (size_t i = 0; i < sig.size(); ++i) {
-    y += (i ? ", " : "") + std::string("{name: ") + sig[i].name + ", dtype: " + core::dtype_name(sig[i].dtype) +
-         ", shape: [";
-    for (size_t d = 0; d < sig[i].shape.size(); ++d) y += (d ? ", " : "") + std::to_string(sig[i].shape[d]);
-    y += "]}";
-  }
-  return y + "]";
-}
 
 }  // namespace
 
@@ -50,7 +40,7 @@ TEST(PpoActor, StreamsSegmentsToARealShardAndSwapsInPublishedWeights) {
   fs::create_directories(dir);
   std::ofstream(dir / "spec.yaml") << "replay:\n  tables:\n    - name: segments\n      sampler: fifo\n"
                                       "      max_times_sampled: 1\n      max_size: 1000\n      signature: "
-                                   << signature_yaml(actor.segment_signature()) << "\n";
+                                   << replay::signature_yaml(actor.segment_signature()) << "\n";
   orchard::testing::ChildProcess shard({orchard::testing::orchard_bin("orchard-replay"), "--config", (dir / "spec.yaml").string(),
                                "--bind", shard_ep});
   ASSERT_TRUE(shard.wait_for_output("ready ", 20000)) << shard.output();
@@ -123,7 +113,7 @@ TEST(PpoActorProcess, FillsAShardAndStopsCleanlyOnSigterm) {
   fs::create_directories(dir);
   std::ofstream(dir / "spec.yaml") << "replay:\n  tables:\n    - name: segments\n      sampler: fifo\n"
                                       "      max_size: 100000\n      signature: "
-                                   << signature_yaml(probe.segment_signature()) << "\n";
+                                   << replay::signature_yaml(probe.segment_signature()) << "\n";
   orchard::testing::ChildProcess shard({orchard::testing::orchard_bin("orchard-replay"), "--config",
                                         (dir / "spec.yaml").string(), "--bind", shard_ep});
   ASSERT_TRUE(shard.wait_for_output("ready ", 20000)) << shard.output();

@@ -64,6 +64,11 @@ struct TableOptions {
   std::string describe() const;  // one line, for logs and checkpoint mismatch warnings
 };
 
+// A signature as the YAML flow list `replay.tables[].signature` takes, e.g.
+// "[{name: obs, dtype: float32, shape: [4]}, {name: reward, dtype: float32, shape: []}]";
+// TableOptions::parse reads it back.
+std::string signature_yaml(const std::vector<core::TensorSpec>& signature);
+
 // The outcome of a blocking call.
 enum class Status { kOk, kDeadlineExceeded, kClosed };
 
