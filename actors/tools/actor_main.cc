@@ -24,6 +24,7 @@
 #include "orchard/core/metrics.h"
 #include "orchard/core/shutdown.h"
 #include "orchard/envs/registry.h"
+#include "orchard/learner/torch_info.h"
 #include "orchard/orchestrator/run_spec.h"
 
 namespace {
@@ -123,7 +124,7 @@ int main(int argc, char** argv) {
   try {
     orchard::core::init_logging({"actor-" + std::to_string(actor_id), level});
     orchard::core::Shutdown::install();
-    at::set_num_threads(1);
+    orchard::learner::set_compute_threads(1);
     if (spec_path.empty()) {
       if (o.env.empty() || replay.empty()) throw orchard::ConfigError("orchard-actor: give --spec, or --env and --replay");
       o.env_options = orchard::envs::EnvOptions::parse(env_options);
@@ -146,7 +147,7 @@ int main(int argc, char** argv) {
       throw orchard::ConfigError(spec_path + ": endpoints.replay and endpoints.weights are required by "
                                  "orchard-actor (`orchard run` writes a resolved spec with them)");
     spec.resolve();
-    at::set_num_threads(static_cast<int>(spec.actors.torch_threads));
+    orchard::learner::set_compute_threads(static_cast<int>(spec.actors.torch_threads));
     orchard::core::MetricsOptions mo;
     mo.url = spec.redis_url;
     mo.stream = "orchard:run:" + spec.name + ":metrics:actor";

@@ -121,6 +121,14 @@ TorchInfo probe_torch(bool measure) {
   return info;
 }
 
+void set_compute_threads(int threads) {
+  at::set_num_threads(threads);
+  using SetThreadsFn = void (*)(int);
+  // Exported by OpenBLAS whether libtorch links it directly or through liblapack/libblas; absent
+  // under the reference BLAS, MKL or BLIS, where there is nothing to size.
+  if (auto set = reinterpret_cast<SetThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(threads);
+}
+
 std::string to_json(const TorchInfo& i) {
   nlohmann::json j = {
       {"torch_version", i.torch_version},   {"intra_op_threads", i.intra_op_threads},

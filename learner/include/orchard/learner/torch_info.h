@@ -26,6 +26,13 @@ struct TorchInfo {
 // Loads BLAS through a real matmul first, so the library reported is the one LibTorch uses.
 TorchInfo probe_torch(bool measure = true);
 
+// Sets LibTorch's intra-op threads and, when OpenBLAS serves the matmuls, OpenBLAS's own thread
+// pool to `threads`. at::set_num_threads() does not reach OpenBLAS (it sizes itself to the
+// machine's cores), and an idle OpenBLAS worker spins in sched_yield: with the pthread build on
+// two cores the learner's worker burned most of a core in system time, taken from the actors
+// (docs/benchmarks.md, orchestrator overhead).
+void set_compute_threads(int threads);
+
 // One JSON object with the fields above.
 std::string to_json(const TorchInfo& info);
 
