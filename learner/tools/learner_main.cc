@@ -32,6 +32,7 @@
 #include "orchard/envs/registry.h"
 #include "orchard/learner/ppo.h"
 #include "orchard/learner/sac.h"
+#include "orchard/learner/torch_info.h"
 #include "orchard/orchestrator/run_spec.h"
 #include "orchard/replay/client.h"
 
@@ -97,6 +98,12 @@ void write_json_atomically(const std::string& path, const json& j) {
   }
   fs::rename(tmp, path);
 }
+
+// Where the learner's wall time goes, reported with every train metric and in result.json:
+// waiting for a batch, turning it into tensors (PPO: GAE), the gradient update, the weight
+// broadcast, evaluation, checkpoints.
+enum Phase { kWait, kPrepare, kUpdate, kPublish, kEval, kCheckpoint, kPhases };
+constexpr const char* kPhaseNames[kPhases] = {"wait", "prepare", "update", "publish", "eval", "checkpoint"};
 
 // Everything the two algorithms share: sampler, weights socket, evaluation bookkeeping,
 // checkpoint metadata, budget checks, metrics.
@@ -214,12 +221,23 @@ class LearnerProcess {
               {"eval_min", last_eval_min_ ? json(*last_eval_min_) : json(nullptr)},
               {"checkpoint", model_path_},
               {"first_update_unix_ms", first_update_ms_}};
+    enter(phase_);
+    for (int p = 0; p < kPhases; ++p) r["time_s"][kPhaseNames[p]] = phase_total_s_[p];
     write_json_atomically(spec_.run_dir + "/result.json", r);
     std::cout << "done reason=" << reason << " updates=" << updates << " env_steps=" << env_steps_ << " eval_mean="
               << (last_eval_mean_ ? std::to_string(*last_eval_mean_) : "none") << std::endl;
   }
 
   double seconds() const { return previous_seconds_ + clock_.elapsed_s(); }
+
+  // Ends the phase that began at the last call and starts the next one.
+  void enter(Phase next) {
+    const double dt = phase_clock_.elapsed_s();
+    phase_clock_.restart();
+    phase_total_s_[phase_] += dt;
+    phase_report_s_[phase_] += dt;
+    phase_ = next;
+  }
 
   // Every report_every_s: one log line (the algorithm's `losses` text appended) and one metrics
   // entry (`losses` fields appended) with update and env-step rates since the last report.
@@ -228,12 +246,21 @@ class LearnerProcess {
     const double dt = since_report_.elapsed_s();
     const double ups = static_cast<double>(updates - updates_at_report_) / dt;
     const double sps = static_cast<double>(env_steps_ - steps_at_report_) / dt;
-    spdlog::info("{} updates ({:.2f}/s), {} env steps ({:.0f}/s), {}", updates, ups, env_steps_, sps, losses);
+    enter(phase_);
+    std::string split;
     orchard::core::MetricFields f = {{"kind", "train"},
                                      {"updates", std::to_string(updates)},
                                      {"env_steps", std::to_string(env_steps_)},
                                      {"updates_per_s", orchard::core::metric_value(ups)},
                                      {"env_steps_per_s", orchard::core::metric_value(sps)}};
+    for (int p = 0; p < kPhases; ++p) {
+      const double frac = phase_report_s_[p] / dt;
+      if (frac >= 0.005) split += fmt::format("{}{} {:.0f}%", split.empty() ? "" : " ", kPhaseNames[p], 100 * frac);
+      f.emplace_back(std::string("time_") + kPhaseNames[p], orchard::core::metric_value(frac));
+      phase_report_s_[p] = 0;
+    }
+    spdlog::info("{} updates ({:.2f}/s), {} env steps ({:.0f}/s), {}; time: {}", updates, ups, env_steps_, sps, losses,
+                 split);
     f.insert(f.end(), loss_fields.begin(), loss_fields.end());
     f.emplace_back("weights_version", std::to_string(version_));
     metrics_->report(std::move(f));
@@ -246,14 +273,18 @@ class LearnerProcess {
   template <class Save>
   void maybe_checkpoint(Save&& save, int64_t updates) {
     if (spec_.learner.checkpoint_every_s <= 0 || since_ckpt_.elapsed_s() < spec_.learner.checkpoint_every_s) return;
+    const Phase before = phase_;
+    enter(kCheckpoint);
     save(model_path_);
     write_metadata(updates);
+    enter(before);
     since_ckpt_.restart();
   }
 
   // The end of the run: final checkpoint, metrics flushed, result.json.
   template <class Save>
   int finish(Save&& save, int64_t updates, const std::string& reason) {
+    enter(kCheckpoint);
     save(model_path_);
     write_metadata(updates);
     metrics_->flush();
@@ -287,6 +318,9 @@ class LearnerProcess {
   std::optional<double> last_eval_mean_, last_eval_min_;
   orchard::core::Stopwatch clock_, since_report_, since_ckpt_;
   int64_t updates_at_report_ = 0, steps_at_report_ = 0;
+  Phase phase_ = kWait;
+  orchard::core::Stopwatch phase_clock_;
+  double phase_total_s_[kPhases] = {}, phase_report_s_[kPhases] = {};
 };
 
 // CURVE for the learner's replay clients, when the run has keys (security.curve_keys).
@@ -367,6 +401,7 @@ int run_ppo(LearnerProcess& P) {
   std::string reason;
   while ((reason = P.budget_reason(learner.updates())).empty()) {
     P.metrics_->heartbeat();
+    P.enter(kWait);
     if (!sampler.next(&batch, 500)) {
       if (since_publish.elapsed_s() > 1.0) {  // late subscribers (new actors) get the policy
         P.publish(model->named_state(), learner.updates());
@@ -374,6 +409,7 @@ int run_ppo(LearnerProcess& P) {
       }
       continue;
     }
+    P.enter(kPrepare);
     // [S, T, ...] -> GAE over [T, S]
     torch::Tensor obs = column(batch, "obs"), actions = column(batch, "action"), rewards = column(batch, "reward");
     torch::Tensor term = column(batch, "terminated").to(torch::kFloat32),
@@ -405,13 +441,16 @@ int run_ppo(LearnerProcess& P) {
     double remaining = 1.0;
     if (spec.budget.env_steps > 0)
       remaining = std::max(1e-3, 1.0 - static_cast<double>(P.env_steps_) / static_cast<double>(spec.budget.env_steps));
+    P.enter(kUpdate);
     auto st = learner.update(r, remaining);
     P.mark_update();
     P.env_steps_ += S * T;
+    P.enter(kPublish);
     P.publish(model->named_state(), learner.updates());
     since_publish.restart();
 
     if (learner.updates() % spec.eval_every() == 0) {
+      P.enter(kEval);
       auto returns = evaluate(
           spec, [&](const torch::Tensor& o) { return model->deterministic_action(o); },
           spec.seed * 1000003 + static_cast<uint64_t>(learner.updates()));
@@ -496,6 +535,7 @@ int run_sac(LearnerProcess& P) {
       since_count.restart();
       if (!(reason = P.budget_reason(learner.updates())).empty()) break;
     }
+    P.enter(kWait);
     if (!sampler.next(&batch, 200)) {
       if (since_publish.elapsed_s() > 1.0) {
         P.publish(learner.named_state(), learner.updates());
@@ -503,6 +543,7 @@ int run_sac(LearnerProcess& P) {
       }
       continue;
     }
+    P.enter(kPrepare);
     orchard::learner::SacBatch sb;
     sb.obs = column(batch, "obs");
     sb.action = column(batch, "action");
@@ -511,6 +552,7 @@ int run_sac(LearnerProcess& P) {
     sb.next_obs = column(batch, "next_obs");
     if (spec.sac.prioritized)
       sb.weights = torch::tensor(std::vector<float>(batch.weights.begin(), batch.weights.end()));
+    P.enter(kUpdate);
     auto res = learner.update(sb);
     P.mark_update();
     st = res.stats;
@@ -521,10 +563,12 @@ int run_sac(LearnerProcess& P) {
       sampler.update_priorities(batch.keys, priorities);
     }
     if (learner.updates() % publish_every == 0) {
+      P.enter(kPublish);
       P.publish(learner.named_state(), learner.updates());
       since_publish.restart();
     }
     if (learner.updates() % spec.eval_every() == 0) {
+      P.enter(kEval);
       count_env_steps();
       auto returns = evaluate(
           spec, [&](const torch::Tensor& obs) { return learner.deterministic_action(obs); },
@@ -571,7 +615,7 @@ int main(int argc, char** argv) {
       throw orchard::ConfigError(spec_path + ": endpoints.replay and endpoints.weights are required by "
                                  "orchard-learner (`orchard run` writes a resolved spec with them)");
     spec.resolve();
-    at::set_num_threads(static_cast<int>(spec.learner.torch_threads));
+    orchard::learner::set_compute_threads(static_cast<int>(spec.learner.torch_threads));
     if (spec.learner.device == "cuda")
       throw orchard::ConfigError(spec_path + ": learner.device: cuda is not implemented by orchard-learner yet "
                                  "(it trains on the CPU); use cpu");
