@@ -91,15 +91,18 @@ PpoLoss ppo_loss(const PpoLossInputs& in, const PpoConfig& config) {
 PpoLearner::PpoLearner(std::shared_ptr<ActorCritic> model, PpoConfig config)
     : model_(std::move(model)),
       config_((check_config(config), config)),
-      optimizer_(model_->parameters(), torch::optim::AdamOptions(config.learning_rate).eps(1e-5)) {}
+      optimizer_(model_->parameters(), FlatAdam::Options{config.learning_rate, 0.9, 0.999, 1e-5}) {}
+
+namespace {
+// 2: Adam state as FlatAdam's two flat moment buffers and step count (1: torch::optim::Adam's).
+constexpr int64_t kFormat = 2;
+}  // namespace
 
 void PpoLearner::save(const std::string& path) {
   torch::serialize::OutputArchive ar;
-  ar.write("orchard.ppo.format", torch::tensor(int64_t{1}));
+  ar.write("orchard.ppo.format", torch::tensor(kFormat));
   for (const auto& [name, tensor] : model_->named_state()) ar.write("model/" + name, tensor);
-  torch::serialize::OutputArchive opt;
-  optimizer_.save(opt);
-  ar.write("optimizer", opt);
+  optimizer_.save(ar, "optimizer/");
   ar.write("updates", torch::tensor(updates_));
   ar.write("generator", at::detail::getDefaultCPUGenerator().get_state());
   save_archive_atomically(ar, path, "PPO checkpoint '" + path + "'");
@@ -110,18 +113,20 @@ void PpoLearner::load(const std::string& path) {
   torch::serialize::InputArchive ar;
   load_archive(ar, path, what);
   std::vector<std::pair<std::string, torch::Tensor>> state, backup;
-  torch::serialize::InputArchive opt;
   torch::Tensor format, updates, generator;
   try {
     ar.read("orchard.ppo.format", format);
-    if (format.item<int64_t>() != 1) throw Error(what + ": unknown format " + std::to_string(format.item<int64_t>()));
+    if (format.item<int64_t>() == 1)
+      throw Error(what + ": format 1 (per-tensor Adam state, Orchard before the flat optimiser) cannot be resumed "
+                         "by this version; start the run afresh");
+    if (format.item<int64_t>() != kFormat)
+      throw Error(what + ": unknown format " + std::to_string(format.item<int64_t>()));
     for (const auto& [name, tensor] : model_->named_state()) {
       torch::Tensor t;
       ar.read("model/" + name, t);
       state.emplace_back(name, t);
       backup.emplace_back(name, tensor.detach().clone());
     }
-    ar.read("optimizer", opt);
     ar.read("updates", updates);
     ar.read("generator", generator);
   } catch (const Error&) {
@@ -136,7 +141,7 @@ void PpoLearner::load(const std::string& path) {
     throw Error(what + ": " + e.what());
   }
   try {
-    optimizer_.load(opt);
+    optimizer_.load(ar, "optimizer/");
   } catch (const std::exception& e) {
     model_->load_named_state(backup);
     std::string msg = e.what();
@@ -158,9 +163,7 @@ PpoUpdateStats PpoLearner::update(const Rollout& batch, double remaining) {
   const int64_t mb = size / config_.num_minibatches;
 
   stats.learning_rate = config_.learning_rate * (config_.anneal_lr ? std::clamp(remaining, 0.0, 1.0) : 1.0);
-  for (auto& group : optimizer_.param_groups()) {
-    static_cast<torch::optim::AdamOptions&>(group.options()).lr(stats.learning_rate);
-  }
+  optimizer_.set_lr(stats.learning_rate);
 
   // The ratio's denominator and the importance weights (see PpoConfig::rho_bar).
   torch::Tensor old_logp = batch.behaviour_logp, weights;
@@ -199,7 +202,7 @@ PpoUpdateStats PpoLearner::update(const Rollout& batch, double remaining) {
       optimizer_.zero_grad();
       l.loss.backward();
       if (after_backward) after_backward(*model_);
-      if (config_.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.max_grad_norm);
+      if (config_.max_grad_norm > 0) optimizer_.clip_grad_norm(config_.max_grad_norm);
       optimizer_.step();
 
       pg += l.pg_loss.item<double>();

@@ -199,7 +199,7 @@ TEST(Orchestrator, UpScaleStatusLogsTopStopThroughTheCli) {
 TEST(Orchestrator, RedisDownAndBackMidRunTheRunKeepsGoingAndMetricsResume) {
   Dir d("redis");
   orchard::testing::RedisServer redis;
-  ChildProcess run({orchard_bin("orchard"), "run", ppo_spec(d.path, "redisrun", "{updates: 200, wall_time_s: 300}"),
+  ChildProcess run({orchard_bin("orchard"), "run", ppo_spec(d.path, "redisrun", "{updates: 1500, wall_time_s: 300}"),
                     "--redis", redis.url()},
                    home_env(d.path));
   ASSERT_TRUE(run.wait_for_output("all processes ready", 60000)) << run.output();

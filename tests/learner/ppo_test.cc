@@ -3,6 +3,8 @@
 
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <sstream>
 
 #include <chrono>
 #include <cmath>
@@ -505,6 +507,107 @@ TEST(PpoModel, ConvTorsoForGridObservations) {
   ModelConfig bad;
   bad.torso = "resnet";
   EXPECT_THROW(ActorCritic(obs, act, bad), ModelError);
+}
+
+}  // namespace orchard::learner
+
+namespace orchard::learner {
+
+// FlatAdam must be torch::optim::Adam + clip_grad_norm_ up to float rounding: same parameters
+// after many steps from the same gradients, same norm returned.
+TEST(FlatAdam, MatchesTorchAdamAndClipGradNormStepForStep) {
+  at::set_num_threads(1);
+  const auto obs_space = orchard::envs::Space::box({4}, -5.0, 5.0);
+  const auto act_space = orchard::envs::Space::box({2}, -1.0, 1.0);  // log_std is a parameter too
+  torch::manual_seed(3);
+  auto a = std::make_shared<ActorCritic>(obs_space, act_space);
+  torch::manual_seed(3);
+  auto b = std::make_shared<ActorCritic>(obs_space, act_space);
+  torch::optim::Adam reference(a->parameters(), torch::optim::AdamOptions(3e-3).eps(1e-5));
+  FlatAdam flat(b->parameters(), FlatAdam::Options{3e-3, 0.9, 0.999, 1e-5});
+  EXPECT_EQ(flat.numel(), [&] {
+    int64_t n = 0;
+    for (const auto& p : a->parameters()) n += p.numel();
+    return n;
+  }());
+  for (int step = 0; step < 30; ++step) {
+    auto obs = torch::randn({32, 4}) * 3;
+    auto actions = torch::randn({32, 2});
+    auto loss = [&](ActorCritic& m) {
+      auto ev = m.evaluate(obs, actions);
+      return -(ev.logp.mean()) + ev.value.square().mean() * (step % 3 + 1);
+    };
+    reference.zero_grad();
+    loss(*a).backward();
+    const double ref_norm = torch::nn::utils::clip_grad_norm_(a->parameters(), 0.5);
+    reference.step();
+    flat.zero_grad();
+    loss(*b).backward();
+    const double norm = flat.clip_grad_norm(0.5);
+    flat.step();
+    EXPECT_NEAR(norm, ref_norm, 1e-4 * std::max(1.0, ref_norm)) << "step " << step;
+  }
+  auto sa = a->named_state(), sb = b->named_state();
+  ASSERT_EQ(sa.size(), sb.size());
+  for (size_t i = 0; i < sa.size(); ++i) {
+    EXPECT_EQ(sa[i].first, sb[i].first);
+    EXPECT_TRUE(torch::allclose(sa[i].second, sb[i].second, 1e-5, 1e-6)) << sa[i].first;
+  }
+  // The parameters are still the model's: loading a state writes through into the buffer.
+  b->load_named_state(sa);
+  for (const auto& p : b->parameters())
+    EXPECT_EQ(p.storage().data(), flat.flat_params().storage().data()) << "parameter detached from the buffer";
+}
+
+TEST(FlatAdam, UsesGradientsReplacedOrResetFromOutside) {
+  torch::manual_seed(4);
+  auto w = torch::zeros({3}, torch::requires_grad());
+  auto v = torch::zeros({2}, torch::requires_grad());
+  FlatAdam opt({w, v}, FlatAdam::Options{0.1, 0.9, 0.999, 1e-8});
+  w.mutable_grad() = torch::ones({3});  // a fresh tensor, not the buffer's view
+  v.mutable_grad().reset();             // as Module::zero_grad(set_to_none) would
+  opt.step();
+  // First Adam step: p -= lr * sign(g) for g != 0 (m / sqrt(v) = g / |g| after bias correction).
+  EXPECT_TRUE(torch::allclose(w.detach(), torch::full({3}, -0.1)));
+  EXPECT_TRUE(torch::allclose(v.detach(), torch::zeros({2})));
+  EXPECT_EQ(w.grad().data_ptr(), opt.flat_grads().data_ptr()) << "the gradient is the buffer's view again";
+  // Backward now accumulates into the buffer.
+  opt.zero_grad();
+  (w.sum() * 2).backward();
+  EXPECT_TRUE(torch::allclose(opt.flat_grads().slice(0, 0, 3), torch::full({3}, 2.0)));
+  EXPECT_NEAR(opt.clip_grad_norm(1.0), std::sqrt(12.0), 1e-5);
+  EXPECT_NEAR(opt.flat_grads().norm().item<double>(), 1.0, 1e-5);
+}
+
+TEST(FlatAdam, RejectsBadParametersAndStateOfAnotherSize) {
+  auto d = torch::zeros({2}, torch::dtype(torch::kFloat64).requires_grad(true));
+  auto f = torch::zeros({2}, torch::requires_grad());
+  auto nograd = torch::zeros({2});
+  auto message = [](const std::function<void()>& fn) {
+    try {
+      fn();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message([&] { FlatAdam({f, d}, {}); }).find("parameter 1 must be a float32"), std::string::npos);
+  EXPECT_NE(message([&] { FlatAdam({nograd}, {}); }).find("requires grad"), std::string::npos);
+  EXPECT_NE(message([&] { FlatAdam({f, f}, {}); }).find("listed twice"), std::string::npos);
+  EXPECT_NE(message([&] { FlatAdam({}, {}); }).find("no parameters"), std::string::npos);
+
+  auto g = torch::zeros({5}, torch::requires_grad());
+  FlatAdam small({f}, {}), big({g}, {});
+  g.mutable_grad().fill_(1.0);
+  big.step();
+  torch::serialize::OutputArchive out;
+  big.save(out, "opt/");
+  std::stringstream bytes;
+  out.save_to(bytes);
+  torch::serialize::InputArchive in;
+  in.load_from(bytes);
+  EXPECT_NE(message([&] { small.load(in, "opt/"); }).find("5 values does not fit 2 parameters"), std::string::npos);
+  EXPECT_EQ(small.steps(), 0);
 }
 
 }  // namespace orchard::learner

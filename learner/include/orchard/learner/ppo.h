@@ -18,6 +18,7 @@
 #include <string>
 
 #include "orchard/envs/vector_env.h"
+#include "orchard/learner/flat_adam.h"
 #include "orchard/learner/model.h"
 
 namespace orchard::learner {
@@ -128,13 +129,13 @@ class PpoLearner {
 
   ActorCritic& model() { return *model_; }
   std::shared_ptr<ActorCritic> model_ptr() const { return model_; }
-  torch::optim::Adam& optimizer() { return optimizer_; }
+  FlatAdam& optimizer() { return optimizer_; }
   const PpoConfig& config() const { return config_; }
 
  private:
   std::shared_ptr<ActorCritic> model_;
   PpoConfig config_;
-  torch::optim::Adam optimizer_;
+  FlatAdam optimizer_;  // Adam, eps 1e-5 (CleanRL), over one flat parameter buffer
   int64_t updates_ = 0;  // update() calls
 };
 
