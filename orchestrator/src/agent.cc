@@ -423,25 +423,19 @@ void AgentClient::connect() {
   impl_->req->connect(endpoint_);
 }
 
-bool AgentClient::try_call(const json& request, json* reply) {
+void AgentClient::send_request(const json& request) {
   json r = request;
   r["token"] = token_;
   impl_->req->send(zmq::buffer(r.dump()), zmq::send_flags::none);
-  zmq::pollitem_t item{impl_->req->handle(), 0, ZMQ_POLLIN, 0};
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    try {
-      zmq::poll(&item, 1, std::max(left, std::chrono::milliseconds(0)));
-      break;
-    } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) throw;  // interrupted by a signal: wait for the rest of the time
-    }
-  }
-  if (!(item.revents & ZMQ_POLLIN)) {
+}
+
+bool AgentClient::take_reply(bool readable, json* reply) {
+  if (!readable) {
     connect();  // a REQ socket without its reply is stuck: start over (lazy pirate)
+    suspect_ = true;
     return false;
   }
+  suspect_ = false;
   zmq::message_t m;
   (void)impl_->req->recv(m, zmq::recv_flags::none);
   try {
@@ -450,6 +444,66 @@ bool AgentClient::try_call(const json& request, json* reply) {
     throw Error("agent " + name_ + " (" + endpoint_ + "): unreadable reply: " + e.what());
   }
   return true;
+}
+
+namespace {
+
+// Polls `items` until every one is readable or `deadline` passes; EINTR waits on.
+void poll_until(std::vector<zmq::pollitem_t>& items, std::chrono::steady_clock::time_point deadline) {
+  std::vector<bool> done(items.size(), false);
+  for (;;) {
+    std::vector<zmq::pollitem_t> waiting;
+    std::vector<size_t> index;
+    for (size_t i = 0; i < items.size(); ++i)
+      if (!done[i]) {
+        waiting.push_back(items[i]);
+        index.push_back(i);
+      }
+    if (waiting.empty()) return;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return;
+    try {
+      zmq::poll(waiting.data(), waiting.size(), left);
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;  // interrupted by a signal: wait for the rest of the time
+      continue;
+    }
+    for (size_t k = 0; k < waiting.size(); ++k)
+      if (waiting[k].revents & ZMQ_POLLIN) {
+        done[index[k]] = true;
+        items[index[k]].revents = ZMQ_POLLIN;
+      }
+  }
+}
+
+}  // namespace
+
+bool AgentClient::try_call(const json& request, json* reply) {
+  send_request(request);
+  std::vector<zmq::pollitem_t> items{{impl_->req->handle(), 0, ZMQ_POLLIN, 0}};
+  poll_until(items, std::chrono::steady_clock::now() + std::chrono::milliseconds(effective_timeout_ms()));
+  return take_reply(items[0].revents & ZMQ_POLLIN, reply);
+}
+
+void AgentClient::try_call_all(const std::vector<AgentClient*>& agents, const json& request,
+                               std::vector<json>* replies) {
+  replies->assign(agents.size(), json());
+  std::vector<zmq::pollitem_t> items;
+  int longest = 0;
+  for (auto* a : agents) {
+    a->send_request(request);
+    items.push_back({a->impl_->req->handle(), 0, ZMQ_POLLIN, 0});
+    longest = std::max(longest, a->effective_timeout_ms());
+  }
+  poll_until(items, std::chrono::steady_clock::now() + std::chrono::milliseconds(longest));
+  for (size_t i = 0; i < agents.size(); ++i) {
+    json r;
+    try {
+      if (agents[i]->take_reply(items[i].revents & ZMQ_POLLIN, &r)) (*replies)[i] = std::move(r);
+    } catch (const Error& e) {  // an unreadable reply: no answer from this agent, the others count
+      spdlog::warn("{}", e.what());
+    }
+  }
 }
 
 json AgentClient::call(json request) {

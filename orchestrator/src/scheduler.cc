@@ -104,17 +104,24 @@ void Scheduler::send_signal(ProcInfo& p, int sig) {
 // its processes count as failed ("agent unreachable").
 void Scheduler::poll_agents() {
   const double now = steady_seconds();
+  // Every agent with live processes is asked at once (AgentClient::try_call_all): a silent one
+  // costs the round one timeout, and a suspect one only its short timeout.
+  std::vector<std::string> hosts;
+  std::vector<AgentClient*> asked;
   for (auto& [host, agent] : agents_) {
     bool any = false;
     for (auto& [name, p] : procs_) any = any || (p.spec.host == host && p.pid > 0);
     if (!any) continue;
-    nlohmann::json reply;
-    bool ok = false;
-    try {
-      ok = agent->try_call({{"op", "list"}, {"run", options_.run}}, &reply) && reply.value("ok", false);
-    } catch (const std::exception&) {
-      ok = false;
-    }
+    hosts.push_back(host);
+    asked.push_back(agent.get());
+  }
+  if (asked.empty()) return;
+  std::vector<nlohmann::json> replies;
+  AgentClient::try_call_all(asked, {{"op", "list"}, {"run", options_.run}}, &replies);
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    const std::string& host = hosts[i];
+    const nlohmann::json& reply = replies[i];
+    const bool ok = reply.is_object() && reply.value("ok", false);
     if (!ok) {
       if (now - agent_last_ok_[host] > options_.agent_lost_s) {
         for (auto& [name, p] : procs_)
@@ -126,7 +133,9 @@ void Scheduler::poll_agents() {
       continue;
     }
     agent_last_ok_[host] = now;
+    if (!reply.contains("procs") || !reply["procs"].is_array()) continue;
     for (const auto& r : reply["procs"]) {
+      if (!r.is_object()) continue;
       auto it = procs_.find(r.value("name", ""));
       if (it == procs_.end() || it->second.spec.host != host) continue;
       ProcInfo& p = it->second;

@@ -6,10 +6,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -209,6 +211,58 @@ TEST(Agent, RefusesWrongTokensAndBadRequestsAndKeepsServing) {
   EXPECT_NE(::kill(pid, 0), 0);
   agent.signal(SIGTERM);
   EXPECT_EQ(agent.wait(10000), 0);
+}
+
+// A hung agent (a real one, SIGSTOPped: its VM froze) must not hold the scheduler: the periodic
+// `list` goes to every agent at once, so two silent agents cost one timeout, not two; a silent
+// agent becomes suspect and is then given only a short deadline until it answers again.
+TEST(Agent, SilentAgentsCostOneTimeoutPerRoundAndThenOnlyAShortOne) {
+  Dir d("silent");
+  std::vector<std::unique_ptr<ChildProcess>> agents;
+  std::vector<std::unique_ptr<AgentClient>> clients;
+  for (int i = 0; i < 3; ++i) {
+    const std::string ep = "tcp://127.0.0.1:" + std::to_string(orchard::core::free_loopback_port());
+    agents.push_back(std::make_unique<ChildProcess>(std::vector<std::string>{
+        orchard_bin("orchard"), "agent", "--listen", ep, "--token-file", (d.path / "token").string(), "--state-dir",
+        (d.path / ("state" + std::to_string(i))).string()}));
+    ASSERT_TRUE(agents.back()->wait_for_output("ready", 20000)) << agents.back()->output();
+    clients.push_back(std::make_unique<AgentClient>("h" + std::to_string(i), ep, kToken, "", 1500));
+    ASSERT_TRUE(clients.back()->call({{"op", "ping"}}).value("pong", false));  // connected
+  }
+  ::kill(agents[1]->pid(), SIGSTOP);
+  ::kill(agents[2]->pid(), SIGSTOP);
+  std::vector<AgentClient*> all{clients[0].get(), clients[1].get(), clients[2].get()};
+  std::vector<nlohmann::json> replies;
+  auto t0 = std::chrono::steady_clock::now();
+  AgentClient::try_call_all(all, {{"op", "list"}, {"run", "r"}}, &replies);
+  const double round_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(replies.size(), 3u);
+  EXPECT_TRUE(replies[0].value("ok", false)) << replies[0].dump();
+  EXPECT_TRUE(replies[1].is_null());
+  EXPECT_TRUE(replies[2].is_null());
+  EXPECT_GE(round_s, 1.4);  // it did wait for the silent ones
+  EXPECT_LT(round_s, 2.9) << "the two silent agents were waited for one after the other";
+  EXPECT_FALSE(clients[0]->suspect());
+  EXPECT_TRUE(clients[1]->suspect());
+  EXPECT_TRUE(clients[2]->suspect());
+
+  // Suspect: a short deadline (250 ms by default), well under the 1.5 s timeout.
+  nlohmann::json reply;
+  t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(clients[1]->try_call({{"op", "ping"}}, &reply));
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1.2);
+
+  // The agent wakes up: its next answer clears the suspicion.
+  ::kill(agents[1]->pid(), SIGCONT);
+  bool answered = false;
+  for (int i = 0; i < 40 && !answered; ++i) answered = clients[1]->try_call({{"op", "ping"}}, &reply);
+  EXPECT_TRUE(answered);
+  EXPECT_FALSE(clients[1]->suspect());
+  ::kill(agents[2]->pid(), SIGCONT);
+  for (auto& a : agents) {
+    a->signal(SIGTERM);
+    EXPECT_EQ(a->wait(10000), 0);
+  }
 }
 
 TEST(Agent, AnUnreachableAgentIsAClearErrorBeforeAnythingStarts) {

@@ -14,6 +14,9 @@
 // are counted; the agent keeps serving.
 #pragma once
 
+#include <algorithm>
+#include <vector>
+
 #include <sys/types.h>
 
 #include <atomic>
@@ -81,7 +84,7 @@ class AgentServer {
 // A client of one agent. Each call is a request with a deadline; on a timeout the socket is
 // closed and re-created (so a dead or restarted agent never wedges the client) and the call
 // throws orchard::Error naming the agent and the op. An error reply throws too, with the agent's
-// message. Not thread-safe.
+// message. Not thread-safe. A silent agent becomes suspect (see suspect()).
 class AgentClient {
  public:
   AgentClient(std::string name, std::string endpoint, std::string token, std::string server_public_key = "",
@@ -93,14 +96,32 @@ class AgentClient {
   nlohmann::json call(nlohmann::json request);
   // Like call() but returns false instead of throwing when the agent does not answer in time.
   bool try_call(const nlohmann::json& request, nlohmann::json* reply);
+  // The same request to several agents at once: all are sent, then all sockets are polled
+  // together until each has answered or the longest of their deadlines has passed, so one silent
+  // agent delays the round by one timeout, not one per agent. (*replies)[i] is the reply of
+  // agents[i] or null when it did not answer in time.
+  static void try_call_all(const std::vector<AgentClient*>& agents, const nlohmann::json& request,
+                           std::vector<nlohmann::json>* replies);
+
+  // An agent that missed its last deadline is suspect: until it answers again, calls to it wait
+  // at most suspect_timeout_ms (default 250) instead of the full timeout, so a dead VM cannot
+  // hold the scheduler's event loop for seconds at every call.
+  bool suspect() const { return suspect_; }
+  void set_suspect_timeout_ms(int ms) { suspect_timeout_ms_ = ms; }
 
   const std::string& name() const { return name_; }
   const std::string& endpoint() const { return endpoint_; }
 
  private:
   void connect();
+  void send_request(const nlohmann::json& request);
+  // After send_request: the reply if it is there, else marks the client suspect and resets it.
+  bool take_reply(bool readable, nlohmann::json* reply);
+  int effective_timeout_ms() const { return suspect_ ? std::min(timeout_ms_, suspect_timeout_ms_) : timeout_ms_; }
   std::string name_, endpoint_, token_, server_key_;
   int timeout_ms_;
+  int suspect_timeout_ms_ = 250;
+  bool suspect_ = false;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

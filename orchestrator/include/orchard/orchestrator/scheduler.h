@@ -97,8 +97,9 @@ class Scheduler {
   // Liveness: called every `every_s` for each running (ready) process; returning false means the
   // process is hung — it is killed (SIGKILL) and handled like a crash.
   void set_liveness_check(std::function<bool(const ProcInfo&)> alive, double every_s);
-  // The agent that runs processes whose spec.host is `host`. Calls to it block the loop for at
-  // most its timeout.
+  // The agent that runs processes whose spec.host is `host`. A call to it blocks the loop for at
+  // most its timeout, or its short suspect timeout once it has missed a deadline; the periodic
+  // `list` goes to all agents at once (AgentClient::try_call_all).
   void set_agent(const std::string& host, std::shared_ptr<AgentClient> agent);
   // A process already running under an agent (found by `list` when a run resumes): taken over
   // as running instead of being started again. Call before start().
