@@ -5,6 +5,8 @@
 #     of the throughputs of the same two actors run stand-alone, concurrently, against a shard
 #     whose table never blocks — measured in this same invocation.
 #   bench/orchestrator.sh [BUILD_DIR] [ENV_STEPS] [extra --set arguments for both ...]
+# e.g. a simulator that costs 200 us of CPU per step (CartPole's step_cost_us option):
+#   bench/orchestrator.sh build 300000 --set env.options.step_cost_us=200
 set -euo pipefail
 build="${1:-build}"
 steps="${2:-300000}"
@@ -37,11 +39,16 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
   --set replay.checkpoint_interval_s=0 > "$out/shard.log" 2>&1 &
 shard=$!
 sleep 1
+# The same env options for the stand-alone actors (--set env.options.K=V -> -o K=V).
+env_opts=()
+for a in "$@"; do
+  case "$a" in env.options.*=*) env_opts+=(-o "${a#env.options.}") ;; esac
+done
 num_envs=$(awk '/^  num_envs:/ {print $2; exit}' "$spec")
 seg=$(awk '/^  segment_length:/ {print $2; exit}' "$spec")
 vsteps=$(( steps / 2 / num_envs ))
 for a in 0 1; do
-  "$bin/orchard-actor" --env CartPole-v1 --num-envs "$num_envs" --segment-length "$seg" \
+  "$bin/orchard-actor" --env CartPole-v1 "${env_opts[@]}" --num-envs "$num_envs" --segment-length "$seg" \
     --replay "tcp://127.0.0.1:$port" --table segments --actor-id $a --steps "$vsteps" --report-s 1000 \
     > "$out/actor-$a.log" 2>&1 &
 done

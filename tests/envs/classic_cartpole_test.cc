@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <ctime>
+#include <vector>
 
 #include "classic/cartpole.h"
 #include "orchard/envs/check.h"
@@ -104,7 +106,7 @@ TEST(CartPole, UnknownEnvAndOptionsAreRejected) {
     EnvRegistry::global().make("CartPole-v1", EnvOptions::parse({"max_steps=10"}));
     FAIL();
   } catch (const EnvError& e) {
-    EXPECT_STREQ(e.what(), "CartPole-v1: unknown option 'max_steps' (allowed: max_episode_steps)");
+    EXPECT_STREQ(e.what(), "CartPole-v1: unknown option 'max_steps' (allowed: max_episode_steps, step_cost_us)");
   }
   try {
     EnvRegistry::global().make("CartPole-v1", EnvOptions::parse({"max_episode_steps=-3"}));
@@ -202,3 +204,34 @@ TEST(CartPole, ResetOptionsSetTheInitialStateRangeForOneEpisode) {
   std::vector<uint8_t> o(g->observation_space().nbytes());
   EXPECT_THROW(g->reset(1, o.data(), EnvOptions::parse({"low=0"})), EnvError);
 }
+
+namespace orchard::envs {
+namespace {
+
+// step_cost_us burns CPU time in each step (a benchmarking stand-in) and changes nothing else:
+// the same trajectory, and at least the given CPU time per step.
+TEST(CartPole, StepCostBurnsCpuTimeAndLeavesTheDynamicsAlone) {
+  auto plain = EnvRegistry::global().make("CartPole-v1");
+  auto costly = EnvRegistry::global().make("CartPole-v1", EnvOptions::parse({"step_cost_us=300"}));
+  std::vector<float> a(4), b(4);
+  plain->reset(7, a.data());
+  costly->reset(7, b.data());
+  auto cpu_ns = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+  };
+  const int64_t t0 = cpu_ns();
+  for (int i = 0; i < 10; ++i) {
+    int64_t action = i % 2;
+    auto ra = plain->step(&action, a.data());
+    auto rb = costly->step(&action, b.data());
+    EXPECT_EQ(a, b) << "step " << i;
+    EXPECT_EQ(ra.reward, rb.reward);
+    EXPECT_EQ(ra.terminated, rb.terminated);
+  }
+  EXPECT_GE(cpu_ns() - t0, 10 * 300'000 * 9 / 10) << "each step should keep the CPU busy for 300 us";
+}
+
+}  // namespace
+}  // namespace orchard::envs

@@ -1,5 +1,6 @@
 #include "classic/cartpole.h"
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -21,7 +22,15 @@ EnvSpec cartpole_spec(const EnvOptions& o) {
 
 }  // namespace
 
-CartPole::CartPole(const EnvOptions& options) : Env(cartpole_spec(options)) {}
+CartPole::CartPole(const EnvOptions& options)
+    : Env(cartpole_spec(options)),
+      step_cost_ns_(options.get_int("CartPole-v1", "step_cost_us", 0, 0, 10'000'000) * 1000) {}
+
+void CartPole::burn_cpu() const {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(step_cost_ns_);
+  while (std::chrono::steady_clock::now() < until) {
+  }
+}
 
 void CartPole::do_reset(std::optional<uint64_t> seed, void* obs) {
   if (seed) rng_.seed(*seed);

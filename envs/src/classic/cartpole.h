@@ -65,6 +65,7 @@ class CartPole final : public Env {
     std::memcpy(&a, action, sizeof(a));
     const bool terminated = advance(state_, a);
     write_obs(obs);
+    if (step_cost_ns_ > 0) burn_cpu();
     // Gymnasium gives reward 1 on every step, the terminating one included.
     return {1.0f, terminated, false};
   }
@@ -80,7 +81,13 @@ class CartPole final : public Env {
     o[3] = static_cast<float>(state_.theta_dot);
   }
 
+  // Option step_cost_us: each step also keeps the CPU busy this long, a stand-in for a simulator
+  // whose physics costs CPU time on the actor's core (benchmarks; Pendulum's step_delay_us
+  // sleeps instead).
+  void burn_cpu() const;
+
   State state_{};
+  int64_t step_cost_ns_ = 0;
   Rng rng_;
   double reset_low_ = -0.05, reset_high_ = 0.05;
   // Gymnasium's steps_beyond_terminated bookkeeping is replaced by Env's "step after done" error.
