@@ -63,6 +63,18 @@ std::string render_run(core::RedisClient& c, const std::string& run) {
       << fmt_num(field(train, "env_steps_per_s"), 0) << "/s)  eval return " << fmt_num(field(eval, "eval_mean_return"), 2)
       << " (min " << fmt_num(field(eval, "eval_min_return"), 2) << ")  weights v" << field(train, "weights_version", "-")
       << "\n";
+  // Where the learner's time went since its previous report (time_* fields, shares of wall time).
+  std::string split;
+  for (const char* phase : {"wait", "prepare", "update", "publish", "eval", "checkpoint"}) {
+    const std::string v = field(train, std::string("time_") + phase);
+    if (v.empty()) continue;
+    try {
+      const double share = std::stod(v);
+      if (share >= 0.005) split += std::string(split.empty() ? "" : "  ") + phase + " " + fmt_num(std::to_string(share * 100), 0) + "%";
+    } catch (const std::exception&) {
+    }
+  }
+  if (!split.empty()) out << "          time: " << split << "\n";
   auto replay = latest_per(c, metrics_key(run, "replay"), "shard", 50);
   for (const auto& f : replay)
     out << "replay    " << field(f, "shard") << " table " << field(f, "table") << " size " << fmt_num(field(f, "size"), 0)

@@ -27,6 +27,7 @@
 #include <thread>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/fmt/fmt.h>
 
 #include "cli.h"
 #include "orchard/core/config.h"
@@ -516,9 +517,14 @@ int LocalRun::run() {
                 << result["eval_min"].get<double>() << ")";
     const double secs = steady_seconds() - started_;
     const int64_t steps = result.value("env_steps", int64_t{0});
-    std::cout << "\n  " << steps << " env steps, " << result.value("updates", int64_t{0}) << " updates in " << secs
-              << " s (" << static_cast<int64_t>(static_cast<double>(steps) / std::max(1e-9, secs))
-              << " env steps/s); processes ready after " << ready_at << " s"
+    // The learner's own clock (summed over restarts) and, apart, what start-up and the ordered
+    // stop (actors flushing, shards checkpointing) added around it.
+    const double learner_s = result.value("seconds", 0.0);
+    std::cout << "\n  " << steps << " env steps, " << result.value("updates", int64_t{0}) << " updates in "
+              << fmt::format("{:.1f}", learner_s) << " s of learning ("
+              << static_cast<int64_t>(static_cast<double>(steps) / std::max(1e-9, learner_s)) << " env steps/s); "
+              << fmt::format("{:.1f}", secs) << " s in all, processes ready after " << fmt::format("{:.2f}", ready_at)
+              << " s"
               << "\n  checkpoint " << result.value("checkpoint", std::string("none")) << "\n  logs " << logs_ << std::endl;
     if (spec_.budget.has_target && reason != "target_return") {
       std::cout << "  target return " << spec_.budget.target_return << " not reached" << std::endl;

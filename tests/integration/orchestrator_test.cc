@@ -175,6 +175,8 @@ TEST(Orchestrator, UpScaleStatusLogsTopStopThroughTheCli) {
   EXPECT_EQ(top.first, 0) << top.second;
   EXPECT_NE(top.second.find("PROCESS"), std::string::npos) << top.second;
   EXPECT_NE(top.second.find("updates"), std::string::npos) << top.second;
+  // The learner's time split from its train metrics (the update always takes a share).
+  EXPECT_TRUE(std::regex_search(top.second, std::regex("time: .*update [0-9]+%"))) << top.second;
 
   auto logs = orchard({"logs", "clirun", "learner-0", "-n", "5"});
   EXPECT_EQ(logs.first, 0) << logs.second;
