@@ -220,6 +220,37 @@ TEST(Orchestrator, RedisDownAndBackMidRunTheRunKeepsGoingAndMetricsResume) {
   expect_no_orphans(run.output());
 }
 
+// A process that keeps failing: the actor's simulator (the flaky test plugin) errors on its
+// third step, every time. The restart budget runs out, the run stops with the process, its exit
+// and its log tail, nothing is left running, and the run's ports are free again: a second run
+// on the same endpoints starts and finishes.
+TEST(Orchestrator, ACrashLoopingActorEndsTheRunWithItsReasonAndLeavesNothingBehind) {
+  Dir d("crashloop");
+  const std::string plugin = std::string(ORCHARD_TEST_PLUGIN_DIR) + "/orchard_test_plugin_good.so";
+  const std::string endpoints = "endpoints: {replay: ['tcp://127.0.0.1:" +
+                                std::to_string(orchard::core::free_loopback_port()) + "'], weights: 'tcp://127.0.0.1:" +
+                                std::to_string(orchard::core::free_loopback_port()) + "'}\n";
+  std::ofstream(d.path / "crash.yaml") << "name: crashrun\nenv: {name: Flaky-v0, plugin: '" << plugin
+                                       << "', num_envs: 2, options: {fail: step}}\nactors: {count: 1}\n"
+                                       << "budget: {updates: 5, wall_time_s: 120}\nrun_dir: "
+                                       << (d.path / "run").string() << "\n" << endpoints;
+  ChildProcess crash({orchard_bin("orchard"), "run", (d.path / "crash.yaml").string(), "--max-restarts", "2"},
+                     home_env(d.path));
+  EXPECT_EQ(crash.wait(120000), 1) << crash.output();
+  const std::string out = crash.output();
+  EXPECT_NE(out.find("actor-0 failed 3 times"), std::string::npos) << out;
+  EXPECT_NE(out.find("sensor timeout at t=3"), std::string::npos) << out;  // the log tail says why
+  EXPECT_EQ(latest_pid(out, "learner-0") > 0, true) << out;
+  expect_no_orphans(out);
+
+  std::ofstream(d.path / "good.yaml") << "name: goodrun\nenv: {name: CartPole-v1, num_envs: 4}\nactors: {count: 1}\n"
+                                      << "ppo: {segment_length: 32}\nbudget: {updates: 3, wall_time_s: 120}\nrun_dir: "
+                                      << (d.path / "run2").string() << "\n" << endpoints;
+  ChildProcess good({orchard_bin("orchard"), "run", (d.path / "good.yaml").string()}, home_env(d.path));
+  EXPECT_EQ(good.wait(120000), 0) << good.output();
+  expect_no_orphans(good.output());
+}
+
 TEST(Orchestrator, InvalidSpecsAreRefusedBeforeAnythingStarts) {
   Dir d("invalid");
   auto run = [&](const std::string& spec, std::vector<std::string> extra = {}) {
