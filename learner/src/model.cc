@@ -232,8 +232,10 @@ EvalResult ActorCritic::evaluate(const torch::Tensor& obs, const torch::Tensor& 
     return r;
   }
   if (act_space_.kind == envs::SpaceKind::kDiscrete) {
-    r.logp = categorical_log_prob(out, actions.reshape({batch}));
-    r.entropy = categorical_entropy(out);
+    // One log_softmax for both (the same maths as categorical_log_prob / categorical_entropy).
+    auto logp_all = torch::log_softmax(out, -1);
+    r.logp = logp_all.gather(-1, actions.reshape({batch}).to(torch::kInt64).unsqueeze(-1)).squeeze(-1);
+    r.entropy = -(logp_all.exp() * logp_all).sum(-1);
     return r;
   }
   auto acts = actions.reshape({batch, static_cast<int64_t>(nvec_.size())});

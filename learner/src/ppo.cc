@@ -79,8 +79,10 @@ PpoLoss ppo_loss(const PpoLossInputs& in, const PpoConfig& config) {
   out.loss = out.pg_loss - config.ent_coef * out.entropy + config.vf_coef * out.v_loss;
 
   torch::NoGradGuard no_grad;
-  out.old_approx_kl = (-logratio).mean().item<double>();
-  out.approx_kl = ((ratio - 1.0) - logratio).mean().item<double>();
+  if (in.kl_stats) {
+    out.old_approx_kl = (-logratio).mean().item<double>();
+    out.approx_kl = ((ratio - 1.0) - logratio).mean().item<double>();
+  }
   out.clipfrac = ((ratio - 1.0).abs() > eps).to(torch::kFloat32).mean().item<double>();
   return out;
 }
@@ -181,22 +183,31 @@ PpoUpdateStats PpoLearner::update(const Rollout& batch, double remaining) {
     stats.explained_variance = var_y == 0 ? std::nan("") : 1.0 - (batch.returns - batch.values).var().item<double>() / var_y;
   }
 
+  // The per-row constants side by side, so each minibatch gathers them with one index_select
+  // (LibTorch's per-op cost dominates at these sizes): old logp, advantage, value, return, weight.
+  std::vector<torch::Tensor> cols = {old_logp, batch.advantages, batch.values, batch.returns};
+  if (weights.defined()) cols.push_back(weights);
+  for (auto& c : cols) c = c.detach().to(torch::kFloat32).reshape({size});
+  const torch::Tensor per_row = torch::stack(cols, 1);
+
   double pg = 0, vl = 0, ent = 0, cf = 0;
   for (int64_t epoch = 0; epoch < config_.update_epochs && !stats.stopped_early; ++epoch) {
     auto perm = torch::randperm(size, torch::kInt64);
     for (int64_t start = 0; start < size; start += mb) {
       auto idx = perm.slice(0, start, start + mb);
       auto ev = model_->evaluate(batch.obs.index_select(0, idx), batch.actions.index_select(0, idx));
+      auto rows = per_row.index_select(0, idx).unbind(1);
       PpoLossInputs in;
       in.new_logp = ev.logp;
-      in.old_logp = old_logp.index_select(0, idx);
-      in.advantages = batch.advantages.index_select(0, idx);
+      in.old_logp = rows[0];
+      in.advantages = rows[1];
       if (config_.norm_adv) in.advantages = (in.advantages - in.advantages.mean()) / (in.advantages.std() + 1e-8);
       in.new_values = ev.value;
-      in.old_values = batch.values.index_select(0, idx);
-      in.returns = batch.returns.index_select(0, idx);
+      in.old_values = rows[2];
+      in.returns = rows[3];
       in.entropy = ev.entropy;
-      if (weights.defined()) in.weights = weights.index_select(0, idx);
+      if (weights.defined()) in.weights = rows[4];
+      in.kl_stats = start + mb >= size;  // the epoch's last minibatch
       PpoLoss l = ppo_loss(in, config_);
 
       optimizer_.zero_grad();

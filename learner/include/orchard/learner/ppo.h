@@ -68,6 +68,9 @@ struct PpoLossInputs {
   torch::Tensor returns;     // [B]
   torch::Tensor entropy;     // [B] (differentiable)
   torch::Tensor weights;     // [B] importance weights rho, or undefined for all ones
+  // Compute approx_kl and old_approx_kl (PpoLearner asks only on an epoch's last minibatch, the
+  // one CleanRL reports and checks target_kl on).
+  bool kl_stats = true;
 };
 
 struct PpoLoss {
@@ -75,8 +78,8 @@ struct PpoLoss {
   torch::Tensor pg_loss;   // -mean(rho * min(r A, clip(r, 1 - eps, 1 + eps) A))
   torch::Tensor v_loss;    // 0.5 * mean(max((V - R)^2, (V_clipped - R)^2)), or unclipped
   torch::Tensor entropy;   // mean entropy
-  double approx_kl = 0.0;  // mean((r - 1) - log r) (Schulman's k3 estimator)
-  double old_approx_kl = 0.0;  // mean(-log r)
+  double approx_kl = 0.0;  // mean((r - 1) - log r) (Schulman's k3 estimator); 0 without kl_stats
+  double old_approx_kl = 0.0;  // mean(-log r); 0 without kl_stats
   double clipfrac = 0.0;   // fraction of samples with |r - 1| > clip_coef
 };
 
