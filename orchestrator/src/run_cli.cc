@@ -564,21 +564,47 @@ void add_run(CLI::App& app, int* exit_code) {
     std::vector<std::string> sets;
     std::string redis;
     bool resume = false, quiet = false;
+    std::string resume_run;                  // --resume RUN
+    std::vector<CLI::Option*> resume_opts;   // one per subcommand (run, up)
     int max_restarts = 5;
   };
   auto args = std::make_shared<Args>();
   auto common = [args](CLI::App* cmd) {
-    cmd->add_option("spec", args->spec, "Run spec (YAML); with --resume also the name of a run on this machine")
-        ->required();
+    cmd->add_option("spec", args->spec, "Run spec (YAML); with --resume also the name of a run on this machine");
     cmd->add_option("--set", args->sets, "Override a spec key: key.path=value (repeatable)");
     cmd->add_option("--redis", args->redis, "Redis URL (default: the spec's, else an embedded redis-server)");
-    cmd->add_flag("--resume", args->resume, "Continue the run from its checkpoints in the run directory");
+    args->resume_opts.push_back(
+        cmd->add_option("--resume", args->resume_run,
+                        "Continue the run from its checkpoints; --resume RUN continues run RUN with this spec "
+                        "(e.g. a larger budget)")
+            ->expected(0, 1));
     cmd->add_flag("-q,--quiet", args->quiet, "Fewer lines: no per-process ready lines");
     cmd->add_option("--max-restarts", args->max_restarts, "Restarts allowed per process before the run fails")
         ->check(CLI::Range(0, 1000));
   };
   auto agents = std::make_shared<Agents>();
   auto prepare = [args, agents]() {
+    for (auto* o : args->resume_opts) args->resume = args->resume || o->count() > 0;
+    if (args->spec.empty()) {
+      // `orchard run --resume NAME`: CLI11 gave the name to --resume.
+      if (args->resume_run.empty()) throw Error("run: a run spec is required (or --resume NAME)");
+      args->spec = args->resume_run;
+      args->resume_run.clear();
+    }
+    if (!args->resume_run.empty()) {
+      // `orchard run SPEC --resume RUN`: this spec, continuing RUN (its name, and its run
+      // directory when this machine knows the run).
+      if (!fs::exists(args->spec)) throw Error("run spec '" + args->spec + "' does not exist");
+      args->sets.push_back("name=" + args->resume_run);
+      try {
+        const std::string dir = read_registry(args->resume_run).value("run_dir", std::string());
+        if (!dir.empty()) args->sets.push_back("run_dir=" + dir);
+      } catch (const Error&) {
+        // Not registered here: the spec's run_dir for that name (the checkpoint check below says
+        // when there is nothing to resume).
+      }
+      args->resume_run.clear();
+    }
     if (!fs::exists(args->spec)) {
       if (!args->resume) throw Error("run spec '" + args->spec + "' does not exist");
       // `orchard run NAME --resume`: the spec and overrides the run was started with.

@@ -326,6 +326,16 @@ TEST(Orchestrator, PinsAndSetsTheEnvironmentOfProcessesStopsOnSigintAndResumesBy
                        home_env(d.path));
   EXPECT_EQ(resumed.wait(120000), 0) << resumed.output();
   EXPECT_EQ(read_json(d.path / "run" / "result.json")["updates"].get<int64_t>(), updates + 10);
+  // `orchard run SPEC --resume RUN`: another spec file (here under another name), continuing
+  // pinrun where it is (its run directory comes from the registry).
+  std::ofstream(d.path / "more.yaml") << "name: something-else\nseed: 2\nenv: {name: CartPole-v1, num_envs: 4}\n"
+                                      << "ppo: {segment_length: 32}\nlearner: {eval_every: 10}\nactors: {count: 1}\n"
+                                      << "budget: {updates: " << updates + 20 << "}\n";
+  ChildProcess more({orchard_bin("orchard"), "run", (d.path / "more.yaml").string(), "--resume", "pinrun"},
+                    home_env(d.path));
+  EXPECT_EQ(more.wait(120000), 0) << more.output();
+  EXPECT_EQ(read_json(d.path / "run" / "result.json")["updates"].get<int64_t>(), updates + 20);
+  EXPECT_NE(more.output().find("run pinrun finished"), std::string::npos) << more.output();
   ChildProcess unknown({orchard_bin("orchard"), "run", "no-such-run", "--resume"}, home_env(d.path));
   EXPECT_EQ(unknown.wait(30000), 1);
   EXPECT_NE(unknown.output().find("no run named 'no-such-run'"), std::string::npos) << unknown.output();
