@@ -9,3 +9,6 @@ mkdir -p "$out"
   --benchmark_report_aggregates_only=true --benchmark_out="$out/core.json" --benchmark_out_format=json \
   | tee "$out/core.txt"
 echo "results: $out/core.json"
+"$build/bin/orchard_bench_learner" --benchmark_out="$out/learner.json" --benchmark_out_format=json \
+  | tee "$out/learner.txt"
+echo "results: $out/learner.json"
