@@ -43,6 +43,7 @@ struct PpoActor::Impl {
     if (!weights) return;
     weights->poll([this](const NamedTensors& t) { model->load_named_state(t); });
     stats.weights_version = weights->version();
+    stats.learner_finished = weights->learner_finished();
     stats.weights_refused = weights->refused();
     stats.last_refusal = weights->last_refusal();
   }
@@ -159,6 +160,7 @@ bool PpoActor::wait_for_weights(int timeout_ms) {
 }
 
 void PpoActor::flush(int timeout_ms) { impl_->writer->flush(timeout_ms); }
+void PpoActor::poll_weights() { impl_->poll_weights(); }
 
 const PpoActorStats& PpoActor::stats() const { return impl_->stats; }
 

@@ -45,6 +45,7 @@ struct SacActor::Impl {
     if (!weights) return;
     weights->poll([this](const NamedTensors& t) { policy->load_named_state(t); });
     stats.weights_version = weights->version();
+    stats.learner_finished = weights->learner_finished();
     stats.weights_refused = weights->refused();
     stats.last_refusal = weights->last_refusal();
   }
@@ -186,6 +187,8 @@ void SacActor::flush(int timeout_ms) {
   impl_->send_batch();
   impl_->writer->flush(timeout_ms);
 }
+
+void SacActor::poll_weights() { impl_->poll_weights(); }
 
 void SacActor::finish(int timeout_ms) {
   Impl& s = *impl_;

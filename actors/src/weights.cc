@@ -38,6 +38,7 @@ bool WeightsSubscriber::poll(const Loader& load) {
   if (!got) return false;
   try {
     DecodedWeights w = decode_weights(newest_, expected_model_);
+    learner_finished_ = learner_finished_ || w.final;
     if (version_ != 0 && w.version <= version_) return false;  // stale
     load(w.tensors);  // checks every name and shape before copying
     version_ = w.version;
@@ -97,12 +98,13 @@ torch::ScalarType to_torch_dtype(core::DType t) {
 }
 
 core::MessageBuilder encode_weights(const NamedTensors& named, uint64_t version, uint64_t learner_updates,
-                                    const std::string& model) {
+                                    const std::string& model, bool final) {
   core::MessageBuilder m(v1::WEIGHTS);
   auto* w = m.envelope().mutable_weights();
   w->set_version(version);
   w->set_learner_updates(learner_updates);
   w->set_model(model);
+  w->set_final(final);
   for (const auto& [name, tensor] : named) {
     // The message keeps the contiguous CPU copy alive until ZeroMQ has sent it.
     auto held = std::make_shared<torch::Tensor>(tensor.detach().to(torch::kCPU).contiguous().clone());
@@ -127,6 +129,7 @@ DecodedWeights decode_weights(const core::Message& message, const std::string& e
   out.version = w.version();
   out.learner_updates = w.learner_updates();
   out.model = w.model();
+  out.final = w.final();
   for (const auto& view : message.tensors) {
     std::vector<int64_t> dims(view.shape.data(), view.shape.data() + view.shape.rank());
     torch::Tensor t = torch::empty(dims, torch::TensorOptions().dtype(to_torch_dtype(view.dtype)));

@@ -12,7 +12,9 @@
 #include <ATen/Parallel.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <iostream>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -35,6 +37,7 @@ using orchard::orchestrator::RunSpec;
 struct Progress {
   uint64_t env_steps = 0, items = 0, episodes = 0, weights_version = 0, weights_refused = 0;
   double mean_return = 0;
+  bool learner_finished = false;
 };
 
 // The loop both actor kinds share: step, report, stop on signal or after `steps` vector steps.
@@ -44,14 +47,24 @@ int drive(Actor& actor, int64_t steps, double report_s, orchard::core::MetricsRe
   orchard::core::Stopwatch report, total;
   uint64_t steps_at_report = 0;
   int64_t done = 0;
+  bool idle = false;
   while (!orchard::core::Shutdown::requested() && (steps == 0 || done < steps)) {
     metrics.heartbeat();
+    if (stats(actor).learner_finished) {
+      // The learner's final broadcast: nothing will sample what this actor makes any more.
+      if (!idle) spdlog::info("the learner has finished (final weights v{}); no more steps, waiting to be stopped",
+                              stats(actor).weights_version);
+      idle = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
     try {
       actor.run(1);
     } catch (const orchard::replay::ReplayError& e) {
       // The rate limiter or a full queue held the batch past block_timeout_ms: the learner is
       // behind. The experience stays in the actor's assembler and goes out with the next batch.
       if (!orchard::replay::is_retryable(e.code())) throw;
+      actor.poll_weights();  // a finished learner says so while the table holds us back
       continue;
     }
     ++done;
@@ -81,13 +94,19 @@ int drive(Actor& actor, int64_t steps, double report_s, orchard::core::MetricsRe
 }
 
 // At exit the learner may already be gone (it ends the run): unacknowledged experience is
-// reported, not an error.
-template <class F>
-void final_flush(F f) {
+// reported, not an error. After the learner's final broadcast nothing will sample it, so a table
+// that holds it back (a full PPO queue, a rate limiter) is not waited for.
+template <class Actor, class F>
+void final_flush(Actor& actor, F flush) {
+  actor.poll_weights();
+  const bool finished = actor.stats().learner_finished;
   try {
-    f();
+    flush(finished ? 200 : 2000);
   } catch (const orchard::Error& e) {
-    spdlog::warn("stopping with experience not acknowledged by the replay shard: {}", e.what());
+    if (finished)
+      spdlog::info("the learner has finished: experience it will not read is left out ({})", e.what());
+    else
+      spdlog::warn("stopping with experience not acknowledged by the replay shard: {}", e.what());
   }
 }
 
@@ -136,7 +155,8 @@ int main(int argc, char** argv) {
       orchard::core::MetricsReporter none({});
       const int rc = drive(actor, steps, report_s, none, actor_id, [](orchard::actors::PpoActor& a) {
         const auto& s = a.stats();
-        return Progress{s.env_steps, s.segments, s.episodes, s.weights_version, s.weights_refused, s.mean_return};
+        return Progress{s.env_steps,       s.segments,    s.episodes,         s.weights_version,
+                        s.weights_refused, s.mean_return, s.learner_finished};
       });
       actor.flush(30000);
       return rc;
@@ -194,9 +214,10 @@ int main(int argc, char** argv) {
       }
       const int rc = drive(actor, steps, spec.actors.report_every_s, metrics, actor_id, [](orchard::actors::PpoActor& a) {
         const auto& s = a.stats();
-        return Progress{s.env_steps, s.segments, s.episodes, s.weights_version, s.weights_refused, s.mean_return};
+        return Progress{s.env_steps,       s.segments,    s.episodes,         s.weights_version,
+                        s.weights_refused, s.mean_return, s.learner_finished};
       });
-      final_flush([&] { actor.flush(2000); });
+      final_flush(actor, [&](int ms) { actor.flush(ms); });
       return rc;
     }
 
@@ -223,9 +244,10 @@ int main(int argc, char** argv) {
     std::cout << "ready" << std::endl;
     const int rc = drive(actor, steps, spec.actors.report_every_s, metrics, actor_id, [](orchard::actors::SacActor& a) {
       const auto& s = a.stats();
-      return Progress{s.env_steps, s.transitions, s.episodes, s.weights_version, s.weights_refused, s.mean_return};
+      return Progress{s.env_steps,       s.transitions, s.episodes,         s.weights_version,
+                      s.weights_refused, s.mean_return, s.learner_finished};
     });
-    final_flush([&] { actor.finish(2000); });
+    final_flush(actor, [&](int ms) { actor.finish(ms); });
     return rc;
   } catch (const orchard::Error& e) {
     std::cerr << "orchard-actor: " << e.what() << "\n";

@@ -175,11 +175,14 @@ class LearnerProcess {
     write_json_atomically(meta_path_, m);
   }
 
-  void publish(const orchard::actors::NamedTensors& named, int64_t updates) {
+  // `final`: the last broadcast of a learner that has finished; actors stop stepping and stop
+  // waiting for inserts nobody will sample. The socket then lingers so it gets out before exit.
+  void publish(const orchard::actors::NamedTensors& named, int64_t updates, bool final = false) {
     ++version_;
     auto msg = orchard::actors::encode_weights(named, version_, static_cast<uint64_t>(updates),
-                                               spec_.model_description());
+                                               spec_.model_description(), final);
     orchard::core::send_message(*pub_, msg);
+    if (final) pub_->set(zmq::sockopt::linger, 1000);
   }
 
   // Records an evaluation; true when it reaches the target.
@@ -470,6 +473,7 @@ int run_ppo(LearnerProcess& P) {
     P.maybe_checkpoint(save, learner.updates());
   }
   sampler.stop();
+  P.publish(model->named_state(), learner.updates(), /*final=*/true);
   return P.finish(save, learner.updates(), reason);
 }
 
@@ -587,6 +591,7 @@ int run_sac(LearnerProcess& P) {
   }
   sampler.stop();
   count_env_steps();
+  P.publish(learner.named_state(), learner.updates(), /*final=*/true);
   return P.finish(save, learner.updates(), reason);
 }
 

@@ -83,3 +83,43 @@ TEST(Weights, DTypesMapBothWays) {
   }
   EXPECT_THROW(actors::to_wire_dtype(torch::kComplexFloat), WireError);
 }
+
+// The learner's final broadcast (it has finished) reaches a WeightsSubscriber over tcp, is loaded
+// like any weights and says so; ordinary broadcasts never do.
+TEST(Weights, TheFinalBroadcastTellsSubscribersTheLearnerHasFinished) {
+  torch::manual_seed(4);
+  ActorCritic source(obs_space(), envs::Space::discrete(2));
+  ActorCritic target(obs_space(), envs::Space::discrete(2));
+  EXPECT_FALSE(actors::decode_weights(
+                   [&] {
+                     core::Message m;
+                     auto b = actors::encode_weights(source.named_state(), 1, 0, "m");
+                     m.envelope = b.envelope();
+                     return m;
+                   }(),
+                   "")
+                   .final);
+  zmq::context_t ctx(1);
+  zmq::socket_t pub(ctx, zmq::socket_type::pub);
+  pub.bind("tcp://127.0.0.1:*");
+  const std::string ep = pub.get(zmq::sockopt::last_endpoint);
+  actors::WeightsSubscriber sub(ep, "m");
+  auto load = [&](const actors::NamedTensors& t) { target.load_named_state(t); };
+  // Publish until the (asynchronous) tcp subscription is in place and the first weights land.
+  uint64_t version = 0;
+  for (int i = 0; i < 200 && sub.version() == 0; ++i) {
+    auto m = actors::encode_weights(source.named_state(), ++version, 0, "m");
+    core::send_message(pub, m);
+    sub.wait_first(load, 20);
+  }
+  ASSERT_GT(sub.version(), 0u);
+  EXPECT_FALSE(sub.learner_finished());
+  auto last = actors::encode_weights(source.named_state(), ++version, 5, "m", /*final=*/true);
+  core::send_message(pub, last);
+  for (int i = 0; i < 100 && !sub.learner_finished(); ++i) {
+    sub.poll(load);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(sub.learner_finished());
+  EXPECT_EQ(sub.version(), version);
+}

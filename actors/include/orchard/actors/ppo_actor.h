@@ -33,6 +33,7 @@ struct PpoActorOptions {
 };
 
 struct PpoActorStats {
+  bool learner_finished = false;  // the learner's final broadcast arrived (see poll_weights())
   uint64_t env_steps = 0;
   uint64_t segments = 0;
   uint64_t episodes = 0;
@@ -58,6 +59,8 @@ class PpoActor {
   bool wait_for_weights(int timeout_ms);
   // Waits until every written segment is acknowledged.
   void flush(int timeout_ms);
+  // Takes the newest weights (and the learner's final broadcast) without stepping.
+  void poll_weights();
 
   const PpoActorStats& stats() const;
   learner::ActorCritic& model();

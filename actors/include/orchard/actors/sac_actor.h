@@ -54,6 +54,7 @@ struct SacActorOptions {
 };
 
 struct SacActorStats {
+  bool learner_finished = false;  // the learner's final broadcast arrived (see poll_weights())
   uint64_t env_steps = 0;    // summed over envs
   uint64_t transitions = 0;  // handed to the writer (append()ed)
   uint64_t episodes = 0;     // finished episodes
@@ -95,6 +96,8 @@ class SacActor {
   // it every env step taken so far has been written exactly once. run() may still be called
   // afterwards (windows then restart mid-episode, which is still correct).
   void finish(int timeout_ms);
+  // Takes the newest weights (and the learner's final broadcast) without stepping.
+  void poll_weights();
 
   const SacActorStats& stats() const;
   // The SacLearner whose actor acts (its critics and optimisers are unused here).

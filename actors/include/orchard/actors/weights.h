@@ -21,13 +21,15 @@ using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 // Builds the WEIGHTS message. Tensors are made contiguous CPU copies held by the message (sent
 // without a further copy). `model` describes the architecture (e.g. "ActorCritic obs[4] act
 // Discrete(2) hidden[64,64]") so a receiver can refuse weights for another model.
+// `final`: the learner's last broadcast (it has finished and will not sample again).
 core::MessageBuilder encode_weights(const NamedTensors& named, uint64_t version, uint64_t learner_updates,
-                                    const std::string& model);
+                                    const std::string& model, bool final = false);
 
 struct DecodedWeights {
   uint64_t version = 0;
   uint64_t learner_updates = 0;
   std::string model;
+  bool final = false;    // the learner's last broadcast
   NamedTensors tensors;  // CPU tensors owning copies of the frames' bytes
 };
 
@@ -57,6 +59,8 @@ class WeightsSubscriber {
   bool wait_first(const Loader& load, int timeout_ms);
 
   uint64_t version() const { return version_; }  // 0: none loaded yet
+  // The learner sent its final broadcast: it has finished and will not sample again.
+  bool learner_finished() const { return learner_finished_; }
   uint64_t refused() const { return refused_; }
   const std::string& last_refusal() const { return last_refusal_; }
 
@@ -67,6 +71,7 @@ class WeightsSubscriber {
   core::Message newest_, incoming_;
   core::RecvError err_;
   uint64_t version_ = 0, refused_ = 0;
+  bool learner_finished_ = false;
   std::string last_refusal_;
 };
 
