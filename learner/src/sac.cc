@@ -2,7 +2,6 @@
 // equations; the reference implementation is CleanRL `sac_continuous_action.py`.
 #include "orchard/learner/sac.h"
 
-#include "orchard/learner/flat_adam.h"
 #include "orchard/learner/model.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -25,7 +24,7 @@ namespace {
 
 constexpr double kLogStdMin = -5.0;
 constexpr double kLogStdMax = 2.0;
-constexpr int64_t kCheckpointFormat = 2;  // 2: FlatAdam state (1: torch::optim::Adam's)
+constexpr int64_t kCheckpointFormat = 1;
 
 std::string shape_str(at::IntArrayRef s) {
   std::ostringstream o;
@@ -220,12 +219,9 @@ struct SacLearner::Impl {
         dst[i].set_requires_grad(false);
       }
     }
-    // Adam with torch's defaults (CleanRL sac_continuous_action.py), each over one flat buffer;
-    // the target critic is packed the same way so the Polyak average is one op.
-    actor_opt = std::make_unique<FlatAdam>(actor->parameters(), FlatAdam::Options{opt.actor_lr});
-    critic_opt = std::make_unique<FlatAdam>(critic->parameters(), FlatAdam::Options{opt.critic_lr});
-    alpha_opt = std::make_unique<FlatAdam>(alpha->parameters(), FlatAdam::Options{opt.alpha_lr});
-    target_flat = pack_parameters(target->parameters());
+    actor_opt = std::make_unique<torch::optim::Adam>(actor->parameters(), torch::optim::AdamOptions(opt.actor_lr));
+    critic_opt = std::make_unique<torch::optim::Adam>(critic->parameters(), torch::optim::AdamOptions(opt.critic_lr));
+    alpha_opt = std::make_unique<torch::optim::Adam>(alpha->parameters(), torch::optim::AdamOptions(opt.alpha_lr));
     gen = at::make_generator<at::CPUGeneratorImpl>(opt.seed + 0x5ac);
   }
 
@@ -246,8 +242,7 @@ struct SacLearner::Impl {
   Actor actor{nullptr};
   Critic critic{nullptr}, target{nullptr};
   Alpha alpha{nullptr};
-  std::unique_ptr<FlatAdam> actor_opt, critic_opt, alpha_opt;
-  torch::Tensor target_flat;  // the target critic's parameters, laid out as critic_opt's buffer
+  std::unique_ptr<torch::optim::Adam> actor_opt, critic_opt, alpha_opt;
   at::Generator gen;
   int64_t updates = 0;  // update() calls completed
 };
@@ -281,6 +276,21 @@ void write_ints(torch::serialize::OutputArchive& ar, const std::string& key, con
   ar.write(key, torch::tensor(v, torch::kInt64));
 }
 
+// Adam's state must match the parameter shapes it is attached to (a file whose networks match
+// but whose optimiser state does not is corrupt).
+void check_adam(torch::optim::Adam& opt, const std::string& what) {
+  for (auto& group : opt.param_groups()) {
+    for (auto& p : group.params()) {
+      auto it = opt.state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      if (it == opt.state().end()) continue;
+      auto& s = static_cast<torch::optim::AdamParamState&>(*it->second);
+      if (s.exp_avg().sizes() != p.sizes() || s.exp_avg_sq().sizes() != p.sizes())
+        throw Error(what + ": optimiser state of shape " + shape_str(s.exp_avg().sizes()) +
+                    " for a parameter of shape " + shape_str(p.sizes()));
+    }
+  }
+}
+
 }  // namespace
 
 void SacLearner::Impl::write(torch::serialize::OutputArchive& ar) const {
@@ -293,9 +303,13 @@ void SacLearner::Impl::write(torch::serialize::OutputArchive& ar) const {
   write_module(ar, "critic.", *critic);
   write_module(ar, "target.", *target);
   write_module(ar, "alpha.", *alpha);
-  actor_opt->save(ar, "optim.actor.");
-  critic_opt->save(ar, "optim.critic.");
-  alpha_opt->save(ar, "optim.alpha.");
+  torch::serialize::OutputArchive a, c, l;
+  actor_opt->save(a);
+  critic_opt->save(c);
+  alpha_opt->save(l);
+  ar.write("optim.actor", a);
+  ar.write("optim.critic", c);
+  ar.write("optim.alpha", l);
   ar.write("generator", gen.get_state());
 }
 
@@ -319,15 +333,13 @@ void SacLearner::Impl::read(torch::serialize::InputArchive& ar, const std::strin
   read_module(ar, "critic.", *critic, what);
   read_module(ar, "target.", *target, what);
   read_module(ar, "alpha.", *alpha, what);
-  const std::pair<const char*, FlatAdam*> opts[] = {
-      {"optim.actor.", actor_opt.get()}, {"optim.critic.", critic_opt.get()}, {"optim.alpha.", alpha_opt.get()}};
+  const std::pair<const char*, torch::optim::Adam*> opts[] = {
+      {"optim.actor", actor_opt.get()}, {"optim.critic", critic_opt.get()}, {"optim.alpha", alpha_opt.get()}};
   for (const auto& [key, o] : opts) {
-    try {
-      o->load(ar, key);
-    } catch (const std::exception& e) {
-      std::string msg = e.what();
-      throw Error(what + " '" + key + "': " + msg.substr(0, msg.find('\n')));
-    }
+    torch::serialize::InputArchive sub;
+    if (!ar.try_read(key, sub)) throw Error(what + ": missing '" + key + "'");
+    o->load(sub);
+    check_adam(*o, what + " '" + key + "'");
   }
   torch::Tensor g;
   if (!ar.try_read("generator", g)) throw Error(what + ": missing 'generator'");
@@ -387,7 +399,9 @@ SacUpdateResult SacLearner::update(const SacBatch& batch) {
 
   if (I.updates % I.opt.target_frequency == 0) {
     torch::NoGradGuard ng;
-    I.target_flat.mul_(1.0 - I.opt.tau).add_(I.critic_opt->flat_params(), I.opt.tau);
+    auto src = I.critic->parameters();
+    auto dst = I.target->parameters();
+    for (size_t i = 0; i < src.size(); ++i) dst[i].mul_(1.0 - I.opt.tau).add_(src[i], I.opt.tau);
   }
 
   if (I.updates % I.opt.policy_frequency == 0) {

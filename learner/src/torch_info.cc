@@ -121,12 +121,13 @@ TorchInfo probe_torch(bool measure) {
   return info;
 }
 
-void set_compute_threads(int threads) {
+void set_compute_threads(int threads, int blas_threads) {
   at::set_num_threads(threads);
+  if (blas_threads <= 0) blas_threads = threads;
   using SetThreadsFn = void (*)(int);
   // Exported by OpenBLAS whether libtorch links it directly or through liblapack/libblas; absent
   // under the reference BLAS, MKL or BLIS, where there is nothing to size.
-  if (auto set = reinterpret_cast<SetThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(threads);
+  if (auto set = reinterpret_cast<SetThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(blas_threads);
 }
 
 std::string to_json(const TorchInfo& i) {

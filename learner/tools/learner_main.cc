@@ -9,6 +9,8 @@
 // The spec must be resolved (endpoints, tables): `orchard run` writes such a spec. SIGINT/SIGTERM:
 // finishes the current update, writes a checkpoint, exits 0. Exit status 1: an error (message
 // on stderr names it), 0 otherwise; result.json says why the learner stopped.
+#include <sched.h>
+
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
@@ -620,7 +622,15 @@ int main(int argc, char** argv) {
       throw orchard::ConfigError(spec_path + ": endpoints.replay and endpoints.weights are required by "
                                  "orchard-learner (`orchard run` writes a resolved spec with them)");
     spec.resolve();
-    orchard::learner::set_compute_threads(static_cast<int>(spec.learner.torch_threads));
+    int blas = static_cast<int>(spec.learner.blas_threads);
+    if (blas == 0) {  // auto: see LearnerSpec::blas_threads
+      cpu_set_t allowed;
+      CPU_ZERO(&allowed);
+      const int cpus = sched_getaffinity(0, sizeof(allowed), &allowed) == 0 ? CPU_COUNT(&allowed) : 1;
+      blas = spec.algorithm == Algorithm::kPpo ? static_cast<int>(spec.learner.torch_threads) : std::min(4, cpus);
+    }
+    orchard::learner::set_compute_threads(static_cast<int>(spec.learner.torch_threads), blas);
+    spdlog::info("compute threads: torch {}, BLAS {}", spec.learner.torch_threads, blas);
     if (spec.learner.device == "cuda")
       throw orchard::ConfigError(spec_path + ": learner.device: cuda is not implemented by orchard-learner yet "
                                  "(it trains on the CPU); use cpu");

@@ -204,7 +204,7 @@ void RunSpec::parse() {
   core::ConfigNode l = r["learner"];
   if (l.defined()) {
     l.expect_map();
-    l.check_keys({"count", "device", "torch_threads", "prefetch", "eval_every", "eval_episodes", "eval_options",
+    l.check_keys({"count", "device", "torch_threads", "blas_threads", "prefetch", "eval_every", "eval_episodes", "eval_options",
                   "checkpoint_every_s", "report_every_s", "cpus", "env"});
   }
   learner.count = l.get_int("count", 1, 1, 1024);
@@ -213,6 +213,7 @@ void RunSpec::parse() {
                       "implemented yet; use 1");
   learner.device = l.get_choice("device", "cpu", {"cpu", "cuda"});
   learner.torch_threads = l.get_int("torch_threads", 1, 1, 1024);
+  learner.blas_threads = l.get_int("blas_threads", 0, 0, 1024);
   learner.prefetch = l.get_int("prefetch", 2, 1, 64);
   learner.eval_every = l.get_int("eval_every", 0, 0, INT64_MAX);
   learner.eval_episodes = l.get_int("eval_episodes", 10, 1, 100000);

@@ -117,6 +117,10 @@ TEST(RunSpec, TyposAndRangesNameTheKey) {
   e = error_of("name: t\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\nlearner: {count: 2}\n", false);
   EXPECT_NE(e.find("learner.count"), std::string::npos) << e;
   EXPECT_NE(e.find("all-reduce"), std::string::npos) << e;
+  e = error_of("name: t\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\nlearner: {blas_threads: -1}\n", false);
+  EXPECT_NE(e.find("learner.blas_threads"), std::string::npos) << e;
+  EXPECT_EQ(RunSpec::load_string(kPpo, "run.yaml").learner.blas_threads, 0);  // auto
+  EXPECT_EQ(RunSpec::load_string(kPpo, "run.yaml", {"learner.blas_threads=2"}).learner.blas_threads, 2);
   e = error_of("name: t\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\nredis: 'http://x'\n", false);
   EXPECT_NE(e.find("redis"), std::string::npos) << e;
   e = error_of("name: t\nalgorithm: sac\nenv: {name: Pendulum-v1}\nbudget: {env_steps: 10}\n"

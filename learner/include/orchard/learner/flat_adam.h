@@ -9,7 +9,8 @@
 // flat tensors, so zeroing the gradients, the global gradient-norm clip and the Adam step are a
 // handful of LibTorch ops on one buffer instead of several per parameter tensor. On the small
 // networks RL uses, LibTorch's per-op cost dominates: for the quickstart's PPO minibatch this
-// cut the optimiser step and clip from 215 us to about 25 us (docs/benchmarks.md, "Learner update").
+// cut the optimiser step and clip from 215 us to about 40 us (docs/benchmarks.md, "Learner update").
+// Used by PPO; SAC's 256-wide networks ran slower with it in whole runs (docs/algorithms.md).
 //
 //   FlatAdam opt(model->parameters(), FlatAdam::Options{.lr = 2.5e-4, .eps = 1e-5});
 //   opt.zero_grad(); loss.backward(); opt.clip_grad_norm(0.5); opt.step();
@@ -29,7 +30,7 @@ namespace orchard::learner {
 
 // Copies `params` (float32, one device) into one new contiguous buffer, in order, and makes each
 // parameter a view of it (same tensor object, new storage); returns the buffer. Two modules of the
-// same architecture packed this way have the same layout (e.g. SAC's critic and target critic).
+// same architecture packed this way have the same layout.
 torch::Tensor pack_parameters(const std::vector<torch::Tensor>& params);
 
 class FlatAdam {

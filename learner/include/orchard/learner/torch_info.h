@@ -31,7 +31,8 @@ TorchInfo probe_torch(bool measure = true);
 // machine's cores), and an idle OpenBLAS worker spins in sched_yield: with the pthread build on
 // two cores the learner's worker burned most of a core in system time, taken from the actors
 // (docs/benchmarks.md, orchestrator overhead).
-void set_compute_threads(int threads);
+// `blas_threads` sizes OpenBLAS apart (0: the same as `threads`).
+void set_compute_threads(int threads, int blas_threads = 0);
 
 // One JSON object with the fields above.
 std::string to_json(const TorchInfo& info);
