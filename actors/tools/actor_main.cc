@@ -199,7 +199,7 @@ int main(int argc, char** argv) {
       o.model.conv_channels = spec.ppo.conv_channels;
       w.kind = orchard::replay::ItemKind::kSequence;
       w.sequence_length = o.segment_length;
-      w.block_timeout_ms = 1000;  // a full queue: the learner is behind (drive() waits on)
+      w.block_timeout_ms = 250;  // a full queue: the learner is behind (drive() polls the weights, waits on)
       o.writer = w;
       o.weights_endpoint = spec.weights_endpoint;
       o.model_description = spec.model_description();
@@ -234,7 +234,7 @@ int main(int argc, char** argv) {
     so.random_steps = spec.sac.random_steps;
     so.steps_per_batch = static_cast<uint32_t>(spec.sac.steps_per_batch);
     w.kind = orchard::replay::ItemKind::kTransition;
-    w.block_timeout_ms = 1000;  // the rate limiter holds inserts while the learner catches up
+    w.block_timeout_ms = 250;  // the rate limiter holds inserts while the learner catches up (drive() waits on)
     so.writer = w;
     so.weights_endpoint = spec.weights_endpoint;
     so.model_description = spec.model_description();
