@@ -1,11 +1,17 @@
 // The PPO learner's update on the quickstart's batch shape (CartPole-v1, 2 actors x 8 envs x
 // T=32 = 512 rows, 4 epochs x 4 minibatches), whole and in parts, single-threaded as
 // orchard-learner runs it (learner.torch_threads: 1). docs/benchmarks.md, "Learner update".
+// Also: the same update on 2 learner ranks (threads of this process, each with its own Gloo
+// process group over loopback TCP, as orchard-learner ranks run it) and the all-reduce alone.
 //   build/bin/orchard_bench_learner --benchmark_repetitions=3
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
+#include <thread>
+
+#include "orchard/core/net.h"
 #include "orchard/envs/registry.h"
+#include "orchard/learner/gradient_sync.h"
 #include "orchard/learner/ppo.h"
 #include "orchard/learner/torch_info.h"
 
@@ -105,5 +111,63 @@ void BM_PpoMinibatchPart(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_PpoMinibatchPart)->ArgName("part")->DenseRange(0, 5)->Unit(benchmark::kMicrosecond);
+
+// The update as rank 0 of `world` lockstep ranks: the other ranks are threads running the same
+// number of updates; the flat gradients are averaged after every backward (learner.count > 1).
+constexpr int kRankIterations = 30;
+void BM_PpoUpdateRanks(benchmark::State& state) {
+  orchard::learner::set_compute_threads(1);
+  const int world = static_cast<int>(state.range(0));
+  const int port = orchard::core::free_loopback_port();
+  auto rank_loop = [port, world](int rank, benchmark::State* st) {
+    orchard::learner::GradientSyncOptions o;
+    o.rank = rank;
+    o.world_size = world;
+    o.store_port = port;
+    orchard::learner::GradientSync sync(o);
+    auto model = cartpole_model();
+    PpoLearner learner(model, PpoConfig{});
+    learner.after_backward = [&](torch::nn::Module&) { sync.average(learner.optimizer().flat_grads()); };
+    Rollout r = cartpole_batch(*model);
+    learner.update(r, 1.0);  // warm-up, in step with the others
+    if (st) {
+      for (auto _ : *st) benchmark::DoNotOptimize(learner.update(r, 1.0));
+      st->counters["allreduce_ms_per_update"] = sync.seconds() * 1e3 / static_cast<double>(st->iterations() + 1);
+    } else {
+      for (int i = 0; i < kRankIterations; ++i) learner.update(r, 1.0);
+    }
+  };
+  std::vector<std::thread> others;
+  for (int r = 1; r < world; ++r) others.emplace_back(rank_loop, r, nullptr);
+  rank_loop(0, &state);
+  for (auto& t : others) t.join();
+}
+BENCHMARK(BM_PpoUpdateRanks)->Arg(2)->Iterations(kRankIterations)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// One all-reduce (mean) of n floats between 2 ranks: n = the quickstart model's parameters
+// (9 155) and a 256-256 SAC critic pair on Pendulum (134 658).
+constexpr int kAllReduceIterations = 300;
+void BM_AllReduce(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  const int port = orchard::core::free_loopback_port();
+  auto rank_loop = [port, n](int rank, benchmark::State* st) {
+    orchard::learner::GradientSyncOptions o;
+    o.rank = rank;
+    o.world_size = 2;
+    o.store_port = port;
+    orchard::learner::GradientSync sync(o);
+    torch::Tensor t = torch::ones({n});
+    sync.average(t);
+    if (st) {
+      for (auto _ : *st) sync.average(t);
+    } else {
+      for (int i = 0; i < kAllReduceIterations; ++i) sync.average(t);
+    }
+  };
+  std::thread other(rank_loop, 1, nullptr);
+  rank_loop(0, &state);
+  other.join();
+}
+BENCHMARK(BM_AllReduce)->Arg(9155)->Arg(134658)->Iterations(kAllReduceIterations)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 }  // namespace

@@ -59,12 +59,17 @@ void RunningNorm::update(const torch::Tensor& batch) {
   auto x = batch.to(torch::kFloat64).reshape({batch.size(0), -1});
   const double n = static_cast<double>(x.size(0));
   if (n == 0) return;
-  auto batch_mean = x.mean(0);
-  auto batch_var = x.var(0, /*unbiased=*/false);
+  update_moments(x.mean(0), x.var(0, /*unbiased=*/false), n);
+}
+
+// Chan, Golub & LeVeque's parallel combination of two (count, mean, M2) summaries.
+void RunningNorm::update_moments(const torch::Tensor& batch_mean, const torch::Tensor& batch_var, double n) {
+  torch::NoGradGuard no_grad;
+  if (!(n > 0)) return;
   const double count = count_.item<double>();
   const double total = count + n;
-  auto delta = batch_mean - mean_;
-  auto m2 = var_ * count + batch_var * n + delta.square() * (count * n / total);
+  auto delta = batch_mean.to(torch::kFloat64) - mean_;
+  auto m2 = var_ * count + batch_var.to(torch::kFloat64) * n + delta.square() * (count * n / total);
   mean_.add_(delta * (n / total));
   var_.copy_(m2 / total);
   count_.fill_(total);
@@ -187,6 +192,23 @@ torch::Tensor ActorCritic::value(const torch::Tensor& obs) { return critic_->for
 
 void ActorCritic::update_obs_norm(const torch::Tensor& obs) {
   if (obs_norm_) obs_norm_->update(obs.reshape({obs.size(0), obs_dim_}));
+}
+
+void ActorCritic::update_obs_norm(const torch::Tensor& obs,
+                                  const std::function<void(torch::Tensor&)>& sum_across_ranks) {
+  if (!obs_norm_) return;
+  if (!sum_across_ranks) return update_obs_norm(obs);
+  torch::NoGradGuard no_grad;
+  auto x = obs.to(torch::kFloat64).reshape({obs.size(0), obs_dim_});
+  // [n, sum x (D), sum x^2 (D)] summed over the ranks, then the union's mean and variance.
+  auto stats = torch::cat({torch::full({1}, static_cast<double>(x.size(0)), torch::kFloat64), x.sum(0),
+                           x.square().sum(0)});
+  sum_across_ranks(stats);
+  const double n = stats[0].item<double>();
+  if (!(n > 0)) return;
+  auto mean = stats.narrow(0, 1, obs_dim_) / n;
+  auto var = (stats.narrow(0, 1 + obs_dim_, obs_dim_) / n - mean.square()).clamp_min(0.0);
+  obs_norm_->update_moments(mean, var, n);
 }
 
 ActResult ActorCritic::act(const torch::Tensor& obs) {

@@ -224,7 +224,10 @@ PpoUpdateStats PpoLearner::update(const Rollout& batch, double remaining) {
       stats.old_approx_kl = l.old_approx_kl;
       ++stats.minibatches;
     }
-    if (config_.target_kl > 0 && stats.approx_kl > config_.target_kl) stats.stopped_early = true;
+    if (config_.target_kl > 0) {
+      if (mean_across_ranks) stats.approx_kl = mean_across_ranks(stats.approx_kl);
+      if (stats.approx_kl > config_.target_kl) stats.stopped_early = true;
+    }
   }
   const double n = static_cast<double>(std::max<int64_t>(stats.minibatches, 1));
   stats.pg_loss = pg / n;

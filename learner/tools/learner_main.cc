@@ -4,7 +4,15 @@
 // and resumes from them, reports metrics to Redis, and ends the run when the budget or the
 // target return is reached (writing <run_dir>/result.json).
 //
-//   orchard-learner --spec runs/quickstart/spec.yaml [--set key=value ...] [--rank 0]
+//   orchard-learner --spec runs/quickstart/spec.yaml [--set key=value ...]
+//                   [--rank R --sync-address ADDR]    (learner.count > 1)
+//
+// With learner.count = L > 1, L such processes (ranks) train one model in lockstep: each samples
+// its own batches, the gradients are averaged across ranks (GradientSync, Gloo) before every
+// optimiser step, and a control round before each update agrees on whether every rank has a
+// batch and whether to stop. Rank 0 hosts the rendezvous store, starts every rank from its own
+// state (its checkpoint, broadcast), publishes weights, evaluates, checkpoints and writes
+// result.json; the others only train and exit 0 when the ranks agree to stop.
 //
 // The spec must be resolved (endpoints, tables): `orchard run` writes such a spec. SIGINT/SIGTERM:
 // finishes the current update, writes a checkpoint, exits 0. Exit status 1: an error (message
@@ -23,6 +31,7 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <regex>
 
 #include "orchard/actors/weights.h"
 #include "orchard/core/clock.h"
@@ -32,6 +41,7 @@
 #include "orchard/core/shutdown.h"
 #include "orchard/core/wire.h"
 #include "orchard/envs/registry.h"
+#include "orchard/learner/gradient_sync.h"
 #include "orchard/learner/ppo.h"
 #include "orchard/learner/sac.h"
 #include "orchard/learner/torch_info.h"
@@ -104,18 +114,49 @@ void write_json_atomically(const std::string& path, const json& j) {
 // Where the learner's wall time goes, reported with every train metric and in result.json:
 // waiting for a batch, turning it into tensors (PPO: GAE), the gradient update, the weight
 // broadcast, evaluation, checkpoints.
-enum Phase { kWait, kPrepare, kUpdate, kPublish, kEval, kCheckpoint, kPhases };
-constexpr const char* kPhaseNames[kPhases] = {"wait", "prepare", "update", "publish", "eval", "checkpoint"};
+// Several ranks compare parameter checksums every this many updates (and at the end).
+constexpr int64_t kVerifyEvery = 100;
+
+// Several ranks add "sync": the gradient all-reduces inside the update and the control rounds.
+enum Phase { kWait, kPrepare, kUpdate, kSync, kPublish, kEval, kCheckpoint, kPhases };
+constexpr const char* kPhaseNames[kPhases] = {"wait", "prepare", "update", "sync", "publish", "eval", "checkpoint"};
 
 // Everything the two algorithms share: sampler, weights socket, evaluation bookkeeping,
 // checkpoint metadata, budget checks, metrics.
 class LearnerProcess {
  public:
-  explicit LearnerProcess(RunSpec spec) : spec_(std::move(spec)) {
+  LearnerProcess(RunSpec spec, int rank, const std::string& sync_address)
+      : spec_(std::move(spec)), rank_(rank), world_(static_cast<int>(spec_.learner.count)) {
     fs::create_directories(spec_.checkpoint_dir);
     fs::create_directories(spec_.run_dir);
     meta_path_ = spec_.checkpoint_dir + "/learner.json";
     model_path_ = spec_.checkpoint_dir + "/learner.pt";
+    const std::string proc = "learner-" + std::to_string(rank_);
+    orchard::core::MetricsOptions mo;
+    mo.url = spec_.redis_url;
+    mo.stream = "orchard:run:" + spec_.name + ":metrics:" + (rank_ == 0 ? std::string("learner") : proc);
+    mo.heartbeat_key = "orchard:run:" + spec_.name + ":proc:" + proc + ":heartbeat";
+    metrics_ = std::make_unique<orchard::core::MetricsReporter>(mo);
+    if (world_ > 1) {
+      static const std::regex kTcp("tcp://([^:/]+):([0-9]{1,5})");
+      std::smatch m;
+      if (!std::regex_match(spec_.learner_sync_endpoint, m, kTcp))
+        throw orchard::ConfigError("learner.count = " + std::to_string(world_) +
+                                   " needs endpoints.learner_sync (tcp://HOST:PORT; `orchard run` sets it), got '" +
+                                   spec_.learner_sync_endpoint + "'");
+      orchard::learner::GradientSyncOptions so;
+      so.rank = rank_;
+      so.world_size = world_;
+      so.store_host = m[1];
+      so.store_port = std::stoi(m[2]);
+      so.address = sync_address;
+      so.timeout_s = spec_.learner.sync_timeout_s;
+      so.backend = spec_.learner.sync;
+      spdlog::info("rank {} of {}: rendezvous at {} (this rank's address {})", rank_, world_,
+                   spec_.learner_sync_endpoint, sync_address);
+      sync_ = std::make_unique<orchard::learner::GradientSync>(so);
+    }
+    if (rank_ != 0) return;  // only rank 0 publishes weights
     pub_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pub);
     orchard::core::SocketOptions so;
     so.send_hwm = 4;
@@ -127,12 +168,100 @@ class LearnerProcess {
     } catch (const zmq::error_t& e) {
       throw Error("learner: cannot bind the weights endpoint " + spec_.weights_endpoint + ": " + e.what());
     }
-    orchard::core::MetricsOptions mo;
-    mo.url = spec_.redis_url;
-    mo.stream = "orchard:run:" + spec_.name + ":metrics:learner";
-    mo.heartbeat_key = "orchard:run:" + spec_.name + ":proc:learner-0:heartbeat";
-    metrics_ = std::make_unique<orchard::core::MetricsReporter>(mo);
   }
+
+  bool leader() const { return rank_ == 0; }
+
+  // Rank 0's state on every rank: its checkpoint file (model, optimiser, counters, generator)
+  // broadcast as bytes and loaded, and its run counters. Called once, after rank 0 resumed.
+  template <class Save, class Load>
+  void start_from_rank0(Save&& save, Load&& load) {
+    if (world_ == 1) return;
+    const std::string tmp = spec_.checkpoint_dir + "/.rank-" + std::to_string(rank_) + "-state.pt";
+    std::string bytes;
+    if (leader()) {
+      save(tmp);
+      std::ifstream in(tmp, std::ios::binary);
+      bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      if (!in.good() && !in.eof()) throw Error("cannot read back '" + tmp + "'");
+    }
+    bytes = sync_->broadcast_bytes(bytes);
+    if (!leader()) {
+      {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+        if (!out) throw Error("cannot write '" + tmp + "'");
+      }
+      load(tmp);
+    }
+    fs::remove(tmp);
+    auto c = sync_->sum({leader() ? static_cast<double>(env_steps_) : 0.0, leader() ? static_cast<double>(version_) : 0.0,
+                         leader() ? previous_seconds_ : 0.0});
+    env_steps_ = static_cast<int64_t>(c[0]);
+    version_ = static_cast<uint64_t>(c[1]);
+    previous_seconds_ = c[2];
+    spdlog::info("rank {} of {}: started from rank 0's state ({} bytes, {} env steps)", rank_, world_, bytes.size(),
+                 env_steps_);
+  }
+
+  // Several ranks: the control round before an update. Every rank says whether it holds a batch;
+  // rank 0 says why to stop ("" to go on: `leader_reason`), the others whether a signal asks them
+  // to; all learn rank 0's env-step count. Returns the agreed decision; on kStop, `*reason` is
+  // rank 0's reason, or "stopped" when another rank was signalled.
+  enum class Round { kUpdate, kWaitMore, kStop };
+  Round control_round(bool have_batch, const std::string& leader_reason, std::string* reason) {
+    static const char* kReasons[] = {"", "target_return", "env_steps", "updates", "wall_time", "stopped"};
+    double code = 0;
+    if (leader()) {
+      for (int i = 1; i < 6; ++i)
+        if (leader_reason == kReasons[i]) code = i;
+    }
+    const bool signalled = !leader() && orchard::core::Shutdown::requested();
+    enter(kSync);
+    auto c = sync_->sum({have_batch ? 1.0 : 0.0, signalled ? 1.0 : 0.0, code,
+                         leader() ? static_cast<double>(env_steps_) : 0.0});
+    enter(kWait);
+    if (!leader()) env_steps_ = static_cast<int64_t>(c[3]);
+    if (c[1] > 0 || c[2] > 0) {
+      const int k = static_cast<int>(c[2]);
+      *reason = k >= 1 && k <= 5 ? kReasons[k] : "stopped";
+      return Round::kStop;
+    }
+    return c[0] >= world_ ? Round::kUpdate : Round::kWaitMore;
+  }
+
+  // Several ranks: every rank compares a checksum of its parameters with rank 0's; a difference
+  // (which lockstep training must never produce) is an error on every rank, naming the update,
+  // so the gang restarts from rank 0's checkpoint instead of training diverged copies.
+  void verify_in_sync(double checksum, int64_t updates, bool final = false) {
+    if (!sync_) return;
+    const Phase before = phase_;
+    enter(kSync);
+    std::vector<torch::Tensor> t{torch::tensor({checksum}, torch::kFloat64)};
+    sync_->broadcast(t);
+    const double rank0 = t[0].item<double>();
+    const double differing = sync_->sum(std::vector<double>{rank0 == checksum ? 0.0 : 1.0})[0];
+    enter(before);
+    if (differing > 0)
+      throw Error(fmt::format("learner ranks diverged by update {}: {} rank(s) differ from rank 0 (this rank's "
+                              "parameter checksum {:.17g}, rank 0's {:.17g})",
+                              updates, differing, checksum, rank0));
+    if (final)
+      spdlog::info("parameters of the {} ranks agree after {} updates (checksum {:.17g})", world_, updates, checksum);
+    else
+      spdlog::debug("parameters of the {} ranks agree at update {} (checksum {:.17g})", world_, updates, checksum);
+  }
+
+  // Moves the time the all-reduces inside an update took from "update" to "sync".
+  void account_sync(double sync_seconds_before) {
+    if (!sync_) return;
+    const double dt = sync_->seconds() - sync_seconds_before;
+    phase_total_s_[kUpdate] -= dt;
+    phase_report_s_[kUpdate] -= dt;
+    phase_total_s_[kSync] += dt;
+    phase_report_s_[kSync] += dt;
+  }
+  double sync_seconds() const { return sync_ ? sync_->seconds() : 0.0; }
 
   // Reads learner.json when a checkpoint exists; refuses one from another run.
   bool read_metadata() {
@@ -180,6 +309,7 @@ class LearnerProcess {
   // `final`: the last broadcast of a learner that has finished; actors stop stepping and stop
   // waiting for inserts nobody will sample. The socket then lingers so it gets out before exit.
   void publish(const orchard::actors::NamedTensors& named, int64_t updates, bool final = false) {
+    if (!pub_) return;
     ++version_;
     auto msg = orchard::actors::encode_weights(named, version_, static_cast<uint64_t>(updates),
                                                spec_.model_description(), final);
@@ -297,6 +427,16 @@ class LearnerProcess {
     return 0;
   }
 
+  // A rank other than 0 at the end: nothing to write (rank 0 checkpoints the shared state).
+  int finish_follower(int64_t updates, const std::string& reason) {
+    enter(kCheckpoint);
+    metrics_->flush();
+    spdlog::info("rank {} of {}: stopping with the others after {} updates ({}); time in all-reduces {:.1f} s",
+                 rank_, world_, updates, reason, sync_seconds());
+    std::cout << "done rank=" << rank_ << " reason=" << reason << " updates=" << updates << std::endl;
+    return 0;
+  }
+
   // Called once the learner's counters are final after a resume.
   void start_reporting(int64_t updates) {
     updates_at_report_ = updates;
@@ -313,6 +453,8 @@ class LearnerProcess {
   int64_t first_update_ms_ = 0;
 
   RunSpec spec_;
+  int rank_ = 0, world_ = 1;
+  std::unique_ptr<orchard::learner::GradientSync> sync_;
   zmq::context_t ctx_{1};
   std::unique_ptr<zmq::socket_t> pub_;
   std::unique_ptr<orchard::core::MetricsReporter> metrics_;
@@ -339,7 +481,8 @@ orchard::replay::ClientSecurity client_security(const RunSpec& spec) {
   return sec;
 }
 
-orchard::replay::ReplaySamplerOptions sampler_options(const RunSpec& spec, uint32_t batch, uint32_t per_request) {
+orchard::replay::ReplaySamplerOptions sampler_options(const RunSpec& spec, int rank, uint32_t batch,
+                                                      uint32_t per_request) {
   orchard::replay::ReplaySamplerOptions o;
   o.security = client_security(spec);
   o.endpoints = spec.replay_endpoints;
@@ -348,8 +491,8 @@ orchard::replay::ReplaySamplerOptions sampler_options(const RunSpec& spec, uint3
   o.batches_per_request = per_request;
   o.prefetch = static_cast<size_t>(spec.learner.prefetch);
   o.beta = spec.sac.importance_beta;
-  o.seed = spec.seed * 7919 + 1;
-  o.name = "learner-0";
+  o.seed = spec.seed * 7919 + 1 + static_cast<uint64_t>(rank) * 104729;  // ranks sample apart
+  o.name = "learner-" + std::to_string(rank);
   return o;
 }
 
@@ -389,13 +532,27 @@ int run_ppo(LearnerProcess& P) {
   torch::manual_seed(spec.seed);
   auto model = std::make_shared<orchard::learner::ActorCritic>(spec.observation_space, spec.action_space, mc);
   orchard::learner::PpoLearner learner(model, cfg);
-  if (P.read_metadata()) {
+  if (P.leader() && P.read_metadata()) {
     learner.load(P.model_path_);
     spdlog::info("resumed from {}: {} updates, {} env steps, weights v{}", P.model_path_, learner.updates(),
                  P.env_steps_, P.version_);
   }
+  P.start_from_rank0([&](const std::string& path) { learner.save(path); },
+                     [&](const std::string& path) { learner.load(path); });
+  auto ppo_checksum = [&] {
+    double c = 0;
+    for (const auto& [name, t] : model->named_state()) c += t.to(torch::kFloat64).sum().item<double>();
+    return c;
+  };
+  std::function<void(torch::Tensor&)> sum_across_ranks;
+  if (P.sync_) {
+    auto* sync = P.sync_.get();
+    learner.after_backward = [&learner, sync](torch::nn::Module&) { sync->average(learner.optimizer().flat_grads()); };
+    learner.mean_across_ranks = [sync](double x) { return sync->sum(std::vector<double>{x})[0] / sync->world_size(); };
+    sum_across_ranks = [sync](torch::Tensor& t) { sync->sum(t); };
+  }
   const int64_t S = spec.ppo_segments_per_update(), T = spec.ppo.segment_length;
-  orchard::replay::ReplaySampler sampler(sampler_options(spec, static_cast<uint32_t>(S), 1));
+  orchard::replay::ReplaySampler sampler(sampler_options(spec, P.rank_, static_cast<uint32_t>(S), 1));
   P.publish(model->named_state(), learner.updates());  // the initial (or resumed) policy
   std::cout << "ready " << spec.weights_endpoint << std::endl;
 
@@ -404,16 +561,31 @@ int run_ppo(LearnerProcess& P) {
   P.start_reporting(learner.updates());
   auto save = [&](const std::string& path) { learner.save(path); };
   std::string reason;
-  while ((reason = P.budget_reason(learner.updates())).empty()) {
+  bool have_batch = false, target_reached = false;
+  for (;;) {
     P.metrics_->heartbeat();
     P.enter(kWait);
-    if (!sampler.next(&batch, 500)) {
+    if (!P.sync_ && !(reason = P.budget_reason(learner.updates())).empty()) break;
+    if (!have_batch) have_batch = sampler.next(&batch, 500);
+    if (P.sync_) {
+      const auto round = P.control_round(
+          have_batch, target_reached ? std::string("target_return") : P.budget_reason(learner.updates()), &reason);
+      if (round == LearnerProcess::Round::kStop) break;
+      if (round == LearnerProcess::Round::kWaitMore) {
+        if (since_publish.elapsed_s() > 1.0) {
+          P.publish(model->named_state(), learner.updates());
+          since_publish.restart();
+        }
+        continue;
+      }
+    } else if (!have_batch) {
       if (since_publish.elapsed_s() > 1.0) {  // late subscribers (new actors) get the policy
         P.publish(model->named_state(), learner.updates());
         since_publish.restart();
       }
       continue;
     }
+    have_batch = false;
     P.enter(kPrepare);
     // [S, T, ...] -> GAE over [T, S]
     torch::Tensor obs = column(batch, "obs"), actions = column(batch, "action"), rewards = column(batch, "reward");
@@ -423,7 +595,7 @@ int run_ppo(LearnerProcess& P) {
     torch::Tensor boot = column(batch, "bootstrap_obs");
     const int64_t D = spec.observation_space.numel();
     torch::Tensor flat_obs = obs.reshape({S * T, D});
-    model->update_obs_norm(flat_obs);
+    model->update_obs_norm(flat_obs, sum_across_ranks);
     torch::Tensor last_value;
     {
       torch::NoGradGuard ng;
@@ -447,9 +619,13 @@ int run_ppo(LearnerProcess& P) {
     if (spec.budget.env_steps > 0)
       remaining = std::max(1e-3, 1.0 - static_cast<double>(P.env_steps_) / static_cast<double>(spec.budget.env_steps));
     P.enter(kUpdate);
+    const double sync_before = P.sync_seconds();
     auto st = learner.update(r, remaining);
+    P.account_sync(sync_before);
     P.mark_update();
-    P.env_steps_ += S * T;
+    P.env_steps_ += S * T * P.world_;
+    if (learner.updates() % kVerifyEvery == 0) P.verify_in_sync(ppo_checksum(), learner.updates());
+    if (!P.leader()) continue;  // the rest is rank 0's
     P.enter(kPublish);
     P.publish(model->named_state(), learner.updates());
     since_publish.restart();
@@ -461,7 +637,8 @@ int run_ppo(LearnerProcess& P) {
           spec.seed * 1000003 + static_cast<uint64_t>(learner.updates()));
       if (P.record_eval(returns, learner.updates())) {
         reason = "target_return";
-        break;
+        if (!P.sync_) break;
+        target_reached = true;  // the next control round stops every rank
       }
     }
     P.maybe_report(learner.updates(),
@@ -475,6 +652,8 @@ int run_ppo(LearnerProcess& P) {
     P.maybe_checkpoint(save, learner.updates());
   }
   sampler.stop();
+  if (P.sync_) P.verify_in_sync(ppo_checksum(), learner.updates(), /*final=*/true);
+  if (!P.leader()) return P.finish_follower(learner.updates(), reason);
   P.publish(model->named_state(), learner.updates(), /*final=*/true);
   return P.finish(save, learner.updates(), reason);
 }
@@ -500,13 +679,26 @@ int run_sac(LearnerProcess& P) {
   o.initial_alpha = spec.sac.initial_alpha;
   o.seed = spec.seed;
   orchard::learner::SacLearner learner(spec.observation_space, spec.action_space, o);
-  if (P.read_metadata()) {
+  if (P.leader() && P.read_metadata()) {
     learner.load(P.model_path_);
     spdlog::info("resumed from {}: {} updates, {} env steps, weights v{}", P.model_path_, learner.updates(),
                  P.env_steps_, P.version_);
   }
+  P.start_from_rank0([&](const std::string& path) { learner.save(path); },
+                     [&](const std::string& path) { learner.load(path); });
+  auto sac_checksum = [&] {
+    double c = 0;
+    for (auto* m : {&learner.actor_module(), &learner.critic_module(), &learner.target_critic_module(),
+                    &learner.alpha_module()})
+      for (const auto& t : m->parameters()) c += t.to(torch::kFloat64).sum().item<double>();
+    return c;
+  };
+  if (P.sync_) {
+    auto* sync = P.sync_.get();
+    learner.set_after_backward([sync](torch::nn::Module& m) { sync->average_gradients(m); });
+  }
   const int64_t B = spec.sac.batch_size;
-  orchard::replay::ReplaySampler sampler(sampler_options(spec, static_cast<uint32_t>(B), 4));
+  orchard::replay::ReplaySampler sampler(sampler_options(spec, P.rank_, static_cast<uint32_t>(B), 4));
   const int64_t publish_every = spec.sac_publish_every();
   P.publish(learner.named_state(), learner.updates());
   std::cout << "ready " << spec.weights_endpoint << std::endl;
@@ -534,21 +726,31 @@ int run_sac(LearnerProcess& P) {
   orchard::learner::SacStats st;
   std::vector<double> priorities;
   std::string reason;
-  while ((reason = P.budget_reason(learner.updates())).empty()) {
+  bool have_batch = false, target_reached = false;
+  for (;;) {
     P.metrics_->heartbeat();
-    if (since_count.elapsed_s() >= 0.5) {
+    if (P.leader() && since_count.elapsed_s() >= 0.5) {
       count_env_steps();
       since_count.restart();
-      if (!(reason = P.budget_reason(learner.updates())).empty()) break;
     }
+    if (!P.sync_ && !(reason = P.budget_reason(learner.updates())).empty()) break;
     P.enter(kWait);
-    if (!sampler.next(&batch, 200)) {
+    if (!have_batch) have_batch = sampler.next(&batch, 200);
+    bool wait_more = !have_batch;
+    if (P.sync_) {
+      const auto round = P.control_round(
+          have_batch, target_reached ? std::string("target_return") : P.budget_reason(learner.updates()), &reason);
+      if (round == LearnerProcess::Round::kStop) break;
+      wait_more = round == LearnerProcess::Round::kWaitMore;
+    }
+    if (wait_more) {
       if (since_publish.elapsed_s() > 1.0) {
         P.publish(learner.named_state(), learner.updates());
         since_publish.restart();
       }
       continue;
     }
+    have_batch = false;
     P.enter(kPrepare);
     orchard::learner::SacBatch sb;
     sb.obs = column(batch, "obs");
@@ -559,15 +761,19 @@ int run_sac(LearnerProcess& P) {
     if (spec.sac.prioritized)
       sb.weights = torch::tensor(std::vector<float>(batch.weights.begin(), batch.weights.end()));
     P.enter(kUpdate);
+    const double sync_before = P.sync_seconds();
     auto res = learner.update(sb);
+    P.account_sync(sync_before);
     P.mark_update();
     st = res.stats;
+    if (P.sync_ && learner.updates() % kVerifyEvery == 0) P.verify_in_sync(sac_checksum(), learner.updates());
     if (spec.sac.prioritized) {
       auto td = res.td_abs.contiguous();
       priorities.resize(batch.size());
       for (size_t i = 0; i < batch.size(); ++i) priorities[i] = static_cast<double>(td.data_ptr<float>()[i]) + 1e-6;
       sampler.update_priorities(batch.keys, priorities);
     }
+    if (!P.leader()) continue;  // the rest is rank 0's
     if (learner.updates() % publish_every == 0) {
       P.enter(kPublish);
       P.publish(learner.named_state(), learner.updates());
@@ -581,7 +787,8 @@ int run_sac(LearnerProcess& P) {
           spec.seed * 1000003 + static_cast<uint64_t>(learner.updates()));
       if (P.record_eval(returns, learner.updates())) {
         reason = "target_return";
-        break;
+        if (!P.sync_) break;
+        target_reached = true;  // the next control round stops every rank
       }
     }
     P.maybe_report(learner.updates(),
@@ -592,6 +799,8 @@ int run_sac(LearnerProcess& P) {
     P.maybe_checkpoint(save, learner.updates());
   }
   sampler.stop();
+  if (P.sync_) P.verify_in_sync(sac_checksum(), learner.updates(), /*final=*/true);
+  if (!P.leader()) return P.finish_follower(learner.updates(), reason);
   count_env_steps();
   P.publish(learner.named_state(), learner.updates(), /*final=*/true);
   return P.finish(save, learner.updates(), reason);
@@ -604,10 +813,12 @@ int main(int argc, char** argv) {
   std::string spec_path, level = "info";
   std::vector<std::string> overrides;
   int rank = 0;
+  std::string sync_address = "127.0.0.1";
   app.add_option("--spec", spec_path, "Resolved run spec (orchard run writes <run_dir>/spec.yaml)")->required();
   app.add_option("--set", overrides, "Override a spec key: key.path=value (repeatable)");
-  app.add_option("--rank", rank, "Learner rank (only 0 until the gradient all-reduce lands)")
-      ->check(CLI::Range(0, 0));
+  app.add_option("--rank", rank, "This learner's rank, 0..learner.count-1")->check(CLI::Range(0, 1023));
+  app.add_option("--sync-address", sync_address,
+                 "The address this rank's all-reduce connections use (its host's address on the ranks' network)");
   app.add_option("--log-level", level, "trace|debug|info|warn|error");
   try {
     app.parse(argc, argv);
@@ -622,6 +833,10 @@ int main(int argc, char** argv) {
       throw orchard::ConfigError(spec_path + ": endpoints.replay and endpoints.weights are required by "
                                  "orchard-learner (`orchard run` writes a resolved spec with them)");
     spec.resolve();
+    if (rank >= spec.learner.count)
+      throw orchard::ConfigError("--rank " + std::to_string(rank) + ": the spec has learner.count = " +
+                                 std::to_string(spec.learner.count) + " (ranks 0.." +
+                                 std::to_string(spec.learner.count - 1) + ")");
     int blas = static_cast<int>(spec.learner.blas_threads);
     if (blas == 0) {  // auto: see LearnerSpec::blas_threads
       cpu_set_t allowed;
@@ -634,7 +849,7 @@ int main(int argc, char** argv) {
     if (spec.learner.device == "cuda")
       throw orchard::ConfigError(spec_path + ": learner.device: cuda is not implemented by orchard-learner yet "
                                  "(it trains on the CPU); use cpu");
-    LearnerProcess process(std::move(spec));
+    LearnerProcess process(std::move(spec), rank, sync_address);
     return process.spec_.algorithm == Algorithm::kPpo ? run_ppo(process) : run_sac(process);
   } catch (const orchard::Error& e) {
     std::cerr << "orchard-learner: " << e.what() << "\n";

@@ -65,7 +65,7 @@ std::string render_run(core::RedisClient& c, const std::string& run) {
       << "\n";
   // Where the learner's time went since its previous report (time_* fields, shares of wall time).
   std::string split;
-  for (const char* phase : {"wait", "prepare", "update", "publish", "eval", "checkpoint"}) {
+  for (const char* phase : {"wait", "prepare", "update", "sync", "publish", "eval", "checkpoint"}) {
     const std::string v = field(train, std::string("time_") + phase);
     if (v.empty()) continue;
     try {

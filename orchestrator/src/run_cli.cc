@@ -94,7 +94,8 @@ void assign_endpoints(RunSpec& spec, Agents& agents) {
   std::vector<std::string> replay;
   for (int64_t i = 0; i < spec.replay_shards; ++i)
     replay.push_back(endpoint_on(spec.placement.replay[static_cast<size_t>(i) % spec.placement.replay.size()]));
-  spec.set_endpoints(replay, endpoint_on(spec.placement.learner));
+  const std::string weights = endpoint_on(spec.placement.learner);
+  spec.set_endpoints(replay, weights, spec.learner.count > 1 ? endpoint_on(spec.placement.learner) : "");
 }
 
 struct RunOptions {
@@ -386,7 +387,9 @@ int LocalRun::run() {
   }
   register_run("starting");
   std::cout << "run " << spec_.name << ": " << orchestrator::algorithm_name(spec_.algorithm) << " on "
-            << spec_.env.name << ", " << spec_.replay_shards << " shard(s), 1 learner, " << spec_.actors.count
+            << spec_.env.name << ", " << spec_.replay_shards << " shard(s), " << spec_.learner.count
+            << (spec_.learner.count > 1 ? " learner ranks (" + spec_.learner.sync + " all-reduce), " : " learner, ")
+            << spec_.actors.count
             << " actor(s) x " << spec_.env.num_envs << " envs; run dir " << spec_.run_dir << "; redis "
             << spec_.redis_url << std::endl;
 
@@ -411,15 +414,24 @@ int LocalRun::run() {
     p.env = spec_.replay_env;
     sched_->add(p);
   }
-  {
+  for (int64_t r = 0; r < spec_.learner.count; ++r) {
+    // Several ranks form a gang: they all-reduce in lockstep, so when one fails the others are
+    // stopped and all restart together (from rank 0's checkpoint). Rank 0 ends the run; another
+    // rank exits 0 only once the ranks agreed to stop, and is then done.
     orchestrator::ProcessSpec p;
-    p.name = "learner-0";
+    p.name = "learner-" + std::to_string(r);
     p.role = "learner";
     p.group = 1;
-    place(p, spec_.placement.learner, {"orchard-learner", "--spec", "{spec}"});
+    std::vector<std::string> args = {"orchard-learner", "--spec", "{spec}"};
+    if (spec_.learner.count > 1) {
+      args.insert(args.end(), {"--rank", std::to_string(r), "--sync-address", spec_.learner_address(r)});
+      p.gang = "learners";
+    }
+    place(p, spec_.placement.learners[static_cast<size_t>(r) % spec_.placement.learners.size()], args);
     p.cpus = spec_.learner.cpus;
     p.env = spec_.learner.env;
-    p.clean_exit_ends_run = true;
+    p.clean_exit_ends_run = r == 0;
+    p.clean_exit_is_done = r > 0;
     sched_->add(p);
   }
   for (int64_t i = 0; i < spec_.actors.count; ++i) sched_->add(actor_spec(next_actor_id_++));
@@ -626,7 +638,7 @@ void add_run(CLI::App& app, int* exit_code) {
       // endpoints of the run being resumed.
       RunSpec before = RunSpec::load(previous);
       if (!before.replay_endpoints.empty() && static_cast<int64_t>(before.replay_endpoints.size()) == spec.replay_shards)
-        spec.set_endpoints(before.replay_endpoints, before.weights_endpoint);
+        spec.set_endpoints(before.replay_endpoints, before.weights_endpoint, before.learner_sync_endpoint);
     }
     assign_endpoints(spec, *agents);
     spec.resolve();
@@ -645,9 +657,10 @@ void add_run(CLI::App& app, int* exit_code) {
     // Port clashes are found now, not as a shard that cannot bind later.
     std::vector<std::string> endpoints = spec.replay_endpoints;
     endpoints.push_back(spec.weights_endpoint);
+    if (!spec.learner_sync_endpoint.empty()) endpoints.push_back(spec.learner_sync_endpoint);
     std::set<std::string> seen;
     for (const auto& ep : spec.multi_host() ? std::vector<std::string>{} : endpoints) {
-      if (!seen.insert(ep).second) throw Error("run spec: endpoint " + ep + " is used twice (endpoints.replay/weights)");
+      if (!seen.insert(ep).second) throw Error("run spec: endpoint " + ep + " is used twice (endpoints.replay/weights/learner_sync)");
       std::smatch m;
       if (!std::regex_match(ep, m, std::regex("tcp://(127\\.0\\.0\\.1|localhost|0\\.0\\.0\\.0|\\*):([0-9]+)"))) continue;
       if (core::tcp_port_open("127.0.0.1", static_cast<uint16_t>(std::stoi(m[2])), 200))

@@ -204,14 +204,15 @@ void RunSpec::parse() {
   core::ConfigNode l = r["learner"];
   if (l.defined()) {
     l.expect_map();
-    l.check_keys({"count", "device", "torch_threads", "blas_threads", "prefetch", "eval_every", "eval_episodes", "eval_options",
+    l.check_keys({"count", "device", "sync", "sync_timeout_s", "torch_threads", "blas_threads", "prefetch", "eval_every", "eval_episodes", "eval_options",
                   "checkpoint_every_s", "report_every_s", "cpus", "env"});
   }
   learner.count = l.get_int("count", 1, 1, 1024);
-  if (learner.count > 1)
-    throw ConfigError(l["count"].where() + ": several learner ranks need the gradient all-reduce, which is not "
-                      "implemented yet; use 1");
   learner.device = l.get_choice("device", "cpu", {"cpu", "cuda"});
+  learner.sync = l.get_choice("sync", learner.device == "cuda" ? "nccl" : "gloo", {"gloo", "nccl"});
+  if (learner.sync == "nccl" && learner.device != "cuda")
+    throw ConfigError(l["sync"].where() + ": nccl all-reduces CUDA tensors; with learner.device: cpu use gloo");
+  learner.sync_timeout_s = l.get_double("sync_timeout_s", 120, 1, 86400);
   learner.torch_threads = l.get_int("torch_threads", 1, 1, 1024);
   learner.blas_threads = l.get_int("blas_threads", 0, 0, 1024);
   learner.prefetch = l.get_int("prefetch", 2, 1, 64);
@@ -313,7 +314,15 @@ void RunSpec::parse() {
     pl.check_keys({"replay", "learner", "actors"});
   }
   placement.replay = pl.get_string_list("replay", {"local"});
-  placement.learner = pl.get_string("learner", "local");
+  // A host, or a list of hosts for the learner ranks (rank r on learners[r % size]).
+  if (pl["learner"].defined() && pl["learner"].is_list()) {
+    placement.learners = pl.get_string_list("learner", {"local"});
+    if (placement.learners.empty())
+      throw ConfigError(pl["learner"].where() + ": needs at least one host");
+  } else {
+    placement.learners = {pl.get_string("learner", "local")};
+  }
+  placement.learner = placement.learners[0];
   placement.actors = pl.get_string_list("actors", {"local"});
   auto check_host = [&](const std::string& key, const std::string& h) {
     if (h == "local" || host(h)) return;
@@ -325,7 +334,11 @@ void RunSpec::parse() {
     throw ConfigError(pl.where() + ": placement.replay and placement.actors need at least one host");
   for (const auto& h : placement.replay) check_host("replay", h);
   for (const auto& h : placement.actors) check_host("actors", h);
-  check_host("learner", placement.learner);
+  for (const auto& h : placement.learners) check_host("learner", h);
+  if (static_cast<int64_t>(placement.learners.size()) > learner.count)
+    throw ConfigError(pl["learner"].where() + ": " + std::to_string(placement.learners.size()) +
+                      " hosts for learner.count = " + std::to_string(learner.count) +
+                      " (one rank per listed host at least)");
   if (static_cast<int64_t>(placement.replay.size()) > r["replay"].get_int("shards", 1, 1, 1024))
     throw ConfigError(pl["replay"].where() + ": " + std::to_string(placement.replay.size()) +
                       " hosts for replay.shards = " + std::to_string(r["replay"].get_int("shards", 1, 1, 1024)) +
@@ -359,10 +372,17 @@ void RunSpec::parse() {
   core::ConfigNode ep = r["endpoints"];
   if (ep.defined()) {
     ep.expect_map();
-    ep.check_keys({"replay", "weights"});
+    ep.check_keys({"replay", "weights", "learner_sync"});
   }
   replay_endpoints = ep.get_string_list("replay", {});
   weights_endpoint = ep.get_string("weights", "");
+  learner_sync_endpoint = ep.get_string("learner_sync", "");
+  if (!learner_sync_endpoint.empty()) {
+    static const std::regex kTcp("tcp://([^:/]+):([0-9]{1,5})");
+    std::smatch m;
+    if (!std::regex_match(learner_sync_endpoint, m, kTcp) || std::stoi(m[2]) < 1 || std::stoi(m[2]) > 65535)
+      throw ConfigError(ep["learner_sync"].where() + ": expected tcp://HOST:PORT, got '" + learner_sync_endpoint + "'");
+  }
   if (!replay_endpoints.empty() && static_cast<int64_t>(replay_endpoints.size()) != replay_shards)
     throw ConfigError(ep["replay"].where() + ": " + std::to_string(replay_endpoints.size()) +
                       " endpoints for replay.shards = " + std::to_string(replay_shards));
@@ -518,6 +538,10 @@ void RunSpec::resolve() {
     weights_endpoint = "tcp://127.0.0.1:" + std::to_string(core::free_loopback_port());
     node_.apply_override("endpoints.weights='" + weights_endpoint + "'");
   }
+  if (learner.count > 1 && learner_sync_endpoint.empty()) {
+    learner_sync_endpoint = "tcp://127.0.0.1:" + std::to_string(core::free_loopback_port());
+    node_.apply_override("endpoints.learner_sync='" + learner_sync_endpoint + "'");
+  }
   resolved = true;
 }
 
@@ -546,7 +570,8 @@ void RunSpec::fill_replay_section() {
     // A queue: each segment is read once (the learner runs the epochs over its batch in memory),
     // oldest first; actors block (instead of items being evicted) once max_queued_updates
     // batches are waiting, which bounds the policy lag.
-    const int64_t batch = ppo_segments_per_update();
+    // One synchronous update of L learner ranks reads L batches.
+    const int64_t batch = ppo_segments_per_update() * learner.count;
     const int64_t cap = batch * ppo.max_queued_updates;
     t = "{name: segments, sampler: fifo, remover: fifo, max_times_sampled: 1, max_size: " + std::to_string(cap) +
         ", min_size_to_sample: 1, samples_per_insert: 1, error_buffer: " + std::to_string(cap - 1) +
@@ -554,7 +579,8 @@ void RunSpec::fill_replay_section() {
   } else {
     // Samples per insert = updates_per_step * batch_size fixes the update-to-data ratio; the error
     // buffer says how many env steps actors may run ahead (sac: a batch, apt: thousands).
-    const double spi = sac.updates_per_step * static_cast<double>(sac.batch_size);
+    // L learner ranks take one optimiser step together from L batches.
+    const double spi = sac.updates_per_step * static_cast<double>(sac.batch_size * learner.count);
     const double buffer = spi * static_cast<double>(std::max<int64_t>(sac_max_steps_ahead(), 1)) +
                           static_cast<double>(sac.batch_size);
     char num[64];
@@ -572,7 +598,14 @@ void RunSpec::fill_replay_section() {
 
 std::string RunSpec::resolved_yaml() const { return node_.dump() + "\n"; }
 
-void RunSpec::set_endpoints(const std::vector<std::string>& replay, const std::string& weights) {
+std::string RunSpec::learner_address(int64_t rank) const {
+  const std::string& h = placement.learners[static_cast<size_t>(rank) % placement.learners.size()];
+  if (const HostSpec* hs = host(h)) return hs->address;
+  return multi_host() && !orchestrator_address.empty() ? orchestrator_address : "127.0.0.1";
+}
+
+void RunSpec::set_endpoints(const std::vector<std::string>& replay, const std::string& weights,
+                            const std::string& learner_sync) {
   if (static_cast<int64_t>(replay.size()) != replay_shards)
     throw ConfigError("endpoints: " + std::to_string(replay.size()) + " replay endpoints for " +
                       std::to_string(replay_shards) + " shards");
@@ -580,6 +613,10 @@ void RunSpec::set_endpoints(const std::vector<std::string>& replay, const std::s
   weights_endpoint = weights;
   node_.apply_override("endpoints.replay=" + strings_yaml(replay));
   node_.apply_override("endpoints.weights='" + weights + "'");
+  if (!learner_sync.empty()) {
+    learner_sync_endpoint = learner_sync;
+    node_.apply_override("endpoints.learner_sync='" + learner_sync + "'");
+  }
 }
 
 }  // namespace orchard::orchestrator

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <set>
 
 #include "orchard/core/error.h"
 #include "orchard/orchestrator/agent.h"
@@ -47,6 +48,7 @@ struct Scheduler::Impl {
   boost::asio::signal_set sigchld;
   boost::asio::steady_timer timer;
   std::map<std::string, double> restart_at;  // kBackoff: when to start again
+  std::set<std::string> gang_failing;        // gangs with a member down, until they restart
   std::map<std::string, double> kill_at;     // kStopping: SIGKILL after this
 };
 
@@ -332,10 +334,16 @@ void Scheduler::handle_exit(ProcInfo& p, int status, const std::string& how_over
     if (phase_ == Phase::kStopping) advance_stop();
     return;
   }
-  if (clean && p.spec.clean_exit_ends_run) {
+  const bool gang_failing = !p.spec.gang.empty() && impl_->gang_failing.count(p.spec.gang);
+  if (clean && p.spec.clean_exit_ends_run && !gang_failing) {
     p.state = ProcState::kExited;
     emit("exit", p.spec.name, how + " (ends the run)");
     stop(RunOutcome::kFinished, p.spec.name + " finished");
+    return;
+  }
+  if (clean && p.spec.clean_exit_is_done && !gang_failing) {
+    p.state = ProcState::kExited;
+    emit("exit", p.spec.name, how + " (done)");
     return;
   }
   if (p.restarts >= options_.max_restarts) {
@@ -351,7 +359,27 @@ void Scheduler::handle_exit(ProcInfo& p, int status, const std::string& how_over
   impl_->restart_at[p.spec.name] = steady_seconds() + backoff;
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2g", backoff);
-  emit("exit", p.spec.name, how + "; restarting in " + buf + " s");
+  if (p.spec.gang.empty()) {
+    emit("exit", p.spec.name, how + "; restarting in " + buf + " s");
+    return;
+  }
+  // The rest of the gang cannot go on without it: stop the members still running; all restart
+  // together once none is left (tick()). Members that had finished (done) start again too.
+  const bool first = impl_->gang_failing.insert(p.spec.gang).second;
+  emit("exit", p.spec.name,
+       how + "; restarting gang '" + p.spec.gang + "' in " + buf + " s" + (first ? " (stopping the other members)" : ""));
+  const double now = steady_seconds();
+  for (auto& [name, q] : procs_) {
+    if (q.spec.gang != p.spec.gang || name == p.spec.name || removed_.count(name)) continue;
+    if (q.pid > 0 && q.state != ProcState::kStopping) {
+      send_signal(q, SIGTERM);
+      q.state = ProcState::kStopping;
+      impl_->kill_at[name] = now + options_.stop_timeout_s;
+    } else if (q.pid <= 0 && q.state == ProcState::kExited) {
+      q.state = ProcState::kBackoff;  // done earlier: starts again with the gang
+      impl_->restart_at[name] = now + backoff;
+    }
+  }
 }
 
 void Scheduler::stop(RunOutcome outcome, const std::string& reason) {
@@ -423,25 +451,42 @@ void Scheduler::tick() {
     }
   }
   if (became_ready && phase_ == Phase::kStarting) advance_start();
-  // Restarts after backoff.
+  // Restarts after backoff. A gang starts again only as a whole: once every member is waiting
+  // to restart and the earliest of their restart times has come.
+  std::vector<std::string> due;
+  std::set<std::string> gangs_due;
   for (auto it = impl_->restart_at.begin(); it != impl_->restart_at.end();) {
     ProcInfo& p = procs_.at(it->first);
     if (p.state != ProcState::kBackoff) {
       it = impl_->restart_at.erase(it);
       continue;
     }
-    if (now >= it->second) {
-      ++p.restarts;
-      emit("restart", p.spec.name, "restart " + std::to_string(p.restarts));
-      try {
-        launch(p);
-      } catch (const Error& e) {
-        p.state = ProcState::kExited;
-        stop(RunOutcome::kFailed, p.spec.name + " could not be restarted: " + e.what());
+    if (p.spec.gang.empty()) {
+      if (now >= it->second) due.push_back(it->first);
+    } else if (now >= it->second && !gangs_due.count(p.spec.gang)) {
+      bool all_waiting = true;
+      for (auto& [name, q] : procs_)
+        if (q.spec.gang == p.spec.gang && !removed_.count(name) && q.state != ProcState::kBackoff) all_waiting = false;
+      if (all_waiting) {
+        gangs_due.insert(p.spec.gang);
+        for (auto& [name, q] : procs_)
+          if (q.spec.gang == p.spec.gang && !removed_.count(name)) due.push_back(name);
       }
-      it = impl_->restart_at.erase(it);
-    } else {
-      ++it;
+    }
+    ++it;
+  }
+  for (const auto& g : gangs_due) impl_->gang_failing.erase(g);
+  for (const auto& name : due) {
+    ProcInfo& p = procs_.at(name);
+    impl_->restart_at.erase(name);
+    if (phase_ == Phase::kStopping || phase_ == Phase::kDone || p.state != ProcState::kBackoff) continue;
+    ++p.restarts;
+    emit("restart", name, "restart " + std::to_string(p.restarts));
+    try {
+      launch(p);
+    } catch (const Error& e) {
+      p.state = ProcState::kExited;
+      stop(RunOutcome::kFailed, name + " could not be restarted: " + e.what());
     }
   }
   // Scale-down stops that overran their time.

@@ -396,3 +396,37 @@ TEST(Orchestrator, MissingCurveKeysAreASpecError) {
   EXPECT_NE(run.output().find("security.curve_keys"), std::string::npos) << run.output();
   EXPECT_NE(run.output().find("orchard keys server --dir"), std::string::npos) << run.output();
 }
+
+TEST(Orchestrator, TwoLearnerRanksTrainInLockstepAndRestartTogetherWhenOneIsKilled) {
+  Dir d("ranks");
+  ChildProcess run({orchard_bin("orchard"), "run", ppo_spec(d.path, "ranks", "{updates: 120, wall_time_s: 300}"),
+                    "--set", "learner.count=2"},
+                   home_env(d.path));
+  ASSERT_TRUE(run.wait_for_output("all processes ready", 60000)) << run.output();
+  EXPECT_NE(run.output().find("2 learner ranks (gloo all-reduce)"), std::string::npos) << run.output();
+  auto learner_updates = [&] {
+    try {
+      return read_json(d.path / "run" / "checkpoints" / "learner.json")["updates"].get<int64_t>();
+    } catch (const std::exception&) {
+      return int64_t{0};
+    }
+  };
+  ASSERT_TRUE(wait_until([&] { return learner_updates() >= 10; }, 60000)) << run.output();
+  // The follower dies: rank 0 cannot go on alone, so both are restarted, together.
+  ASSERT_EQ(::kill(latest_pid(run.output(), "learner-1"), SIGKILL), 0);
+  ASSERT_TRUE(run.wait_for_output("[restart] learner-1", 30000)) << run.output();
+  ASSERT_TRUE(run.wait_for_output("[restart] learner-0", 30000)) << run.output();
+  EXPECT_EQ(run.wait(300000), 0) << run.output();
+  auto result = read_json(d.path / "run" / "result.json");
+  EXPECT_EQ(result["reason"], "updates");
+  EXPECT_EQ(result["updates"].get<int64_t>(), 120);
+  // One synchronous update reads a batch per rank: 2 x (2 actors x 4 envs) segments of 32 steps.
+  EXPECT_EQ(result["env_steps"].get<int64_t>() % (2 * 8 * 32), 0);
+  EXPECT_GT(result["time_s"]["sync"].get<double>(), 0.0);
+  std::ifstream in(d.path / "run" / "logs" / "learner-1.log");
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find("started from rank 0's state"), std::string::npos) << log;
+  EXPECT_NE(log.find("parameters of the 2 ranks agree after 120 updates"), std::string::npos) << log;
+  EXPECT_NE(log.find("stopping with the others after 120 updates (updates)"), std::string::npos) << log;
+  expect_no_orphans(run.output());
+}

@@ -7,6 +7,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -251,4 +252,65 @@ TEST(Scheduler, AProcessFailingItsLivenessCheckIsKilledAndRestarted) {
   h.sched->stop(RunOutcome::kStopped, "done");
   h.run_for(10);
   for (pid_t p : h.all_pids()) EXPECT_FALSE(pid_alive(p));
+}
+
+TEST(Scheduler, AGangMemberThatFailsTakesTheGangDownAndTheGangRestartsTogether) {
+  SchedulerOptions o;
+  o.backoff_initial_s = 0.2;
+  Harness h("gang", o);
+  // learner-1 crashes once (its first life), 0.4 s after it is ready; learner-0 would run on.
+  const std::string crash_once =
+      "trap 'exit 0' TERM; echo start $NAME >> $ORDER; echo ready; "
+      "if [ $(grep -c 'start learner-1' $ORDER) -le 1 ]; then sleep 0.4; exit 5; fi; while true; do sleep 0.05; done";
+  const std::string member = "trap 'echo term $NAME >> $ORDER; exit 1' TERM; echo start $NAME >> $ORDER; echo ready; "
+                             "while true; do sleep 0.05; done";
+  auto l0 = h.proc("learner-0", 0, member);
+  auto l1 = h.proc("learner-1", 0, crash_once);
+  auto a0 = h.proc("actor-0", 1, service(0.0));
+  l0.gang = l1.gang = "learners";
+  h.sched->add(l0);
+  h.sched->add(l1);
+  h.sched->add(a0);
+  h.sched->start();
+  h.run_for(3);
+  ASSERT_FALSE(h.done) << h.reason;
+  // learner-1 failed; learner-0 was stopped for it; both started again; the actor was not touched.
+  auto o2 = h.order();
+  EXPECT_EQ(std::count(o2.begin(), o2.end(), "start learner-0"), 2) << ::testing::PrintToString(o2);
+  EXPECT_EQ(std::count(o2.begin(), o2.end(), "start learner-1"), 2) << ::testing::PrintToString(o2);
+  EXPECT_EQ(std::count(o2.begin(), o2.end(), "term learner-0"), 1) << ::testing::PrintToString(o2);
+  // learner-0 was stopped before either member started again.
+  const auto term = std::find(o2.begin(), o2.end(), "term learner-0") - o2.begin();
+  size_t second_start = 0;
+  for (size_t i = 0, n = 0; i < o2.size(); ++i)
+    if (o2[i].rfind("start learner-", 0) == 0 && ++n == 3) second_start = i;
+  EXPECT_LT(term, static_cast<long>(second_start)) << ::testing::PrintToString(o2);
+  EXPECT_EQ(h.count("restart", "learner-0"), 1);
+  EXPECT_EQ(h.count("restart", "learner-1"), 1);
+  EXPECT_EQ(h.count("restart", "actor-0"), 0);
+  EXPECT_EQ(h.sched->processes().at("learner-0").state, ProcState::kRunning);
+  EXPECT_EQ(h.sched->processes().at("learner-1").state, ProcState::kRunning);
+  h.sched->stop(RunOutcome::kStopped, "test over");
+  h.run_for(20);
+  ASSERT_TRUE(h.done);
+  for (pid_t p : h.all_pids()) EXPECT_FALSE(pid_alive(p)) << p;
+}
+
+TEST(Scheduler, ACleanExitOfADoneProcessIsNotRestartedAndDoesNotEndTheRun) {
+  Harness h("done");
+  auto worker = h.proc("learner-1", 0, "echo ready; sleep 0.2; exit 0");
+  worker.clean_exit_is_done = true;
+  worker.gang = "learners";
+  auto leader = h.proc("learner-0", 0, "trap 'exit 0' TERM; echo ready; sleep 0.8; exit 0");
+  leader.clean_exit_ends_run = true;
+  leader.gang = "learners";
+  h.sched->add(worker);
+  h.sched->add(leader);
+  h.sched->start();
+  h.run_for(20);
+  ASSERT_TRUE(h.done);
+  EXPECT_EQ(h.outcome, RunOutcome::kFinished);
+  EXPECT_EQ(h.reason, "learner-0 finished");
+  EXPECT_EQ(h.count("restart", "learner-1"), 0);
+  EXPECT_EQ(h.count("restart", "learner-0"), 0);
 }

@@ -114,9 +114,14 @@ TEST(RunSpec, TyposAndRangesNameTheKey) {
   EXPECT_NE(e.find("run name"), std::string::npos) << e;
   e = error_of("name: t\nenv: {name: CartPole-v1}\n", false);
   EXPECT_NE(e.find("budget"), std::string::npos) << e;
-  e = error_of("name: t\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\nlearner: {count: 2}\n", false);
-  EXPECT_NE(e.find("learner.count"), std::string::npos) << e;
-  EXPECT_NE(e.find("all-reduce"), std::string::npos) << e;
+  e = error_of("name: t\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\nlearner: {count: 2, sync: nccl}\n", false);
+  EXPECT_NE(e.find("learner.sync"), std::string::npos) << e;
+  EXPECT_NE(e.find("with learner.device: cpu use gloo"), std::string::npos) << e;
+  e = error_of("name: t\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\nlearner: {count: 2}\n"
+               "placement: {learner: [local, local, local]}\n", false);
+  EXPECT_NE(e.find("3 hosts for learner.count = 2"), std::string::npos) << e;
+  e = error_of("name: t\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\nendpoints: {learner_sync: 'x:1'}\n", false);
+  EXPECT_NE(e.find("endpoints.learner_sync"), std::string::npos) << e;
   e = error_of("name: t\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\nlearner: {blas_threads: -1}\n", false);
   EXPECT_NE(e.find("learner.blas_threads"), std::string::npos) << e;
   EXPECT_EQ(RunSpec::load_string(kPpo, "run.yaml").learner.blas_threads, 0);  // auto
@@ -126,6 +131,26 @@ TEST(RunSpec, TyposAndRangesNameTheKey) {
   e = error_of("name: t\nalgorithm: sac\nenv: {name: Pendulum-v1}\nbudget: {env_steps: 10}\n"
                "sac: {batch_size: 256, learning_starts: 100}\n", false);
   EXPECT_NE(e.find("sac.learning_starts"), std::string::npos) << e;
+}
+
+TEST(RunSpec, SeveralLearnerRanksGetARendezvousEndpointAndScaleTheReplayTables) {
+  RunSpec one = RunSpec::load_string(kPpo, "run.yaml");
+  one.resolve();
+  EXPECT_TRUE(one.learner_sync_endpoint.empty());
+  RunSpec two = RunSpec::load_string(kPpo, "run.yaml", {"learner.count=2"});
+  EXPECT_EQ(two.learner.sync, "gloo");
+  EXPECT_EQ(two.learner.sync_timeout_s, 120);
+  two.resolve();
+  EXPECT_EQ(two.learner_sync_endpoint.rfind("tcp://127.0.0.1:", 0), 0u) << two.learner_sync_endpoint;
+  EXPECT_EQ(two.learner_address(1), "127.0.0.1");
+  // The queue holds max_queued_updates synchronous updates of both ranks' batches.
+  const std::string y1 = one.resolved_yaml(), y2 = two.resolved_yaml();
+  const int64_t batch = one.ppo_segments_per_update() * one.ppo.max_queued_updates;
+  EXPECT_NE(y1.find("max_size: " + std::to_string(batch)), std::string::npos) << y1;
+  EXPECT_NE(y2.find("max_size: " + std::to_string(2 * batch)), std::string::npos) << y2;
+  // What the processes read back keeps the endpoint.
+  RunSpec again = RunSpec::load_string(y2, "spec.yaml");
+  EXPECT_EQ(again.learner_sync_endpoint, two.learner_sync_endpoint);
 }
 
 TEST(RunSpec, PpoBatchMustSplitIntoMinibatches) {

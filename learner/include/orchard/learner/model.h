@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,6 +39,8 @@ class RunningNorm : public torch::nn::Module {
 
   // Merges the statistics of `batch` [B, D] (any float dtype). Not differentiable.
   void update(const torch::Tensor& batch);
+  // Merges a batch given by its moments: mean [D], population variance [D] and size n > 0.
+  void update_moments(const torch::Tensor& batch_mean, const torch::Tensor& batch_var, double n);
   // clamp((x - mean) / sqrt(var + epsilon), -clip, clip), in x's dtype. x: [B, D].
   torch::Tensor normalize(const torch::Tensor& x) const;
 
@@ -97,6 +100,9 @@ class ActorCritic : public torch::nn::Module {
   torch::Tensor value(const torch::Tensor& obs);
   // Folds obs [B, ...] into the running observation statistics; no-op without normalize_obs.
   void update_obs_norm(const torch::Tensor& obs);
+  // The same over the union of every learner rank's obs: `sum_across_ranks` sums a float64
+  // tensor in place over the ranks (GradientSync::sum), so all ranks merge the same moments.
+  void update_obs_norm(const torch::Tensor& obs, const std::function<void(torch::Tensor&)>& sum_across_ranks);
 
   // Every parameter and buffer with its dotted name ("critic.0.weight", "obs_norm.mean", ...),
   // in a fixed order. The tensors share storage with the model.

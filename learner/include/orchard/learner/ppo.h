@@ -122,6 +122,10 @@ class PpoLearner {
   // Called between backward() and the optimiser step, e.g. to all-reduce gradients across
   // learner ranks. Default: none.
   std::function<void(torch::nn::Module&)> after_backward;
+  // With target_kl: the mean of a number over the learner ranks, so that every rank takes the
+  // same early-stop decision (the ranks must take the same number of optimiser steps). Default:
+  // none (one rank).
+  std::function<double(double)> mean_across_ranks;
 
   // Checkpoint: the model's parameters and buffers (observation statistics), the Adam state, the
   // update count and torch's default CPU generator (minibatch shuffling), written atomically.

@@ -73,8 +73,12 @@ struct EnvSpec {
 };
 
 struct LearnerSpec {
-  int64_t count = 1;                 // ranks (only 1 until the gradient all-reduce lands)
+  // Data-parallel ranks: each samples its own batches; gradients are averaged across them
+  // (GradientSync) before every optimiser step; rank 0 publishes weights, evaluates, checkpoints.
+  int64_t count = 1;
   std::string device = "cpu";        // cpu | cuda
+  std::string sync = "gloo";         // the ranks' all-reduce backend: gloo (cpu) | nccl (cuda)
+  double sync_timeout_s = 120;       // rendezvous and each collective; a silent rank fails the others
   int64_t torch_threads = 1;
   // OpenBLAS's pool; 0 (auto): 1 for PPO (small layers, where idle BLAS workers only spin), up
   // to 4 of the learner's allowed CPUs for SAC/APT (256-wide layers at batch 256 gain 1.4x).
@@ -110,7 +114,8 @@ struct HostSpec {
 // `placement:` — which host runs what; "local" is the machine running `orchard run`.
 struct PlacementSpec {
   std::vector<std::string> replay = {"local"};   // shard i on replay[i % size]
-  std::string learner = "local";
+  std::string learner = "local";                 // learner rank 0 (weights, checkpoints, result)
+  std::vector<std::string> learners = {"local"}; // learner rank r on learners[r % size]; [0] == learner
   std::vector<std::string> actors = {"local"};   // actor i on actors[i % size]
 };
 
@@ -138,7 +143,8 @@ class RunSpec {
   // run directory and hands to every process.
   std::string resolved_yaml() const;
   // Fixes the endpoints before resolve() (multi-host runs: addresses and ports from the agents).
-  void set_endpoints(const std::vector<std::string>& replay, const std::string& weights);
+  void set_endpoints(const std::vector<std::string>& replay, const std::string& weights,
+                     const std::string& learner_sync = "");
 
   std::string name;
   uint64_t seed = 1;
@@ -166,6 +172,11 @@ class RunSpec {
   std::vector<std::string> replay_env;    // replay.env: extra environment of the shards
   std::vector<std::string> replay_endpoints;  // one per shard (resolved)
   std::string weights_endpoint;               // learner rank 0 PUB (resolved)
+  // learner.count > 1: rank 0's rendezvous store, tcp://HOST:PORT (resolved); empty otherwise.
+  std::string learner_sync_endpoint;
+  // The address learner rank `rank` uses for its Gloo connections: its host's address, or
+  // 127.0.0.1 (orchestrator_address in a multi-host run) for "local".
+  std::string learner_address(int64_t rank) const;
   std::string table;                  // the experience table's name: "segments" or "transitions"
 
   // Filled by resolve():

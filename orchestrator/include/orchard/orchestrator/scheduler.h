@@ -33,6 +33,13 @@ struct ProcessSpec {
   double ready_timeout_s = 60;      // a start that is not ready in time counts as a failure
   // A clean exit (status 0) of this process ends the run (the learner, when its budget is done).
   bool clean_exit_ends_run = false;
+  // A clean exit (status 0) means this process has finished its part: it is not restarted.
+  bool clean_exit_is_done = false;
+  // Processes of one gang (e.g. learner ranks that all-reduce in lockstep) live and die
+  // together: when one fails, the others still running get SIGTERM (SIGKILL after
+  // stop_timeout_s), and once none is left running all of them start again together after the
+  // backoff. Each member's restart counts against its own budget. Empty: no gang.
+  std::string gang;
   std::vector<int> cpus;            // pin to these CPUs (sched_setaffinity); empty: no pinning
   std::vector<std::string> env;     // extra "KEY=value" environment entries
   // Remote processes: the agent (set_agent) that runs it; empty: this machine. For a remote
