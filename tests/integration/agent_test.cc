@@ -329,6 +329,35 @@ TEST(Agent, RunAcrossTwoHostsInNetworkNamespaces) {
   EXPECT_EQ(lab.pids_in(lab.hosts[1]).size(), 1u);
 }
 
+TEST(Agent, TwoLearnerRanksOnTwoHostsAllReduceAcrossTheNamespaces) {
+  NetnsLab lab;
+  if (!lab.error.empty()) GTEST_SKIP() << "network namespaces unavailable here: " << lab.error;
+  Dir d("netns-ranks");
+  auto a = start_agent(lab.hosts[0], d.path, "state-a");
+  auto b = start_agent(lab.hosts[1], d.path, "state-b");
+  ASSERT_TRUE(a->wait_for_output("ready", 20000)) << a->output();
+  ASSERT_TRUE(b->wait_for_output("ready", 20000)) << b->output();
+  const std::string spec = two_host_spec(d.path, lab, "ranks", "{updates: 30, wall_time_s: 240}");
+  // Rank 0 on a (with the shard), rank 1 on b; the rendezvous store listens on a's address.
+  ChildProcess run({orchard_bin("orchard"), "run", spec, "--set", "learner.count=2", "--set",
+                    "placement.learner=[a, b]"},
+                   home(d.path));
+  EXPECT_EQ(run.wait(300000), 0) << run.output();
+  const std::string out = run.output();
+  EXPECT_TRUE(std::regex_search(out, std::regex("\\[start\\] learner-0: pid \\d+ on a"))) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex("\\[start\\] learner-1: pid \\d+ on b"))) << out;
+  std::ifstream in(d.path / "run" / "result.json");  // fetched from host a
+  ASSERT_TRUE(in) << out;
+  EXPECT_EQ(nlohmann::json::parse(in)["updates"].get<int64_t>(), 30);
+  std::ifstream llog(d.path / "state-b" / "runs" / "ranks" / "logs" / "learner-1.log");
+  std::string log((std::istreambuf_iterator<char>(llog)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find("rendezvous at tcp://" + lab.hosts[0].ip + ":"), std::string::npos) << log;
+  EXPECT_NE(log.find("this rank's address " + lab.hosts[1].ip + ")"), std::string::npos) << log;
+  EXPECT_NE(log.find("parameters of the 2 ranks agree after 30 updates"), std::string::npos) << log;
+  EXPECT_EQ(lab.pids_in(lab.hosts[0]).size(), 1u);
+  EXPECT_EQ(lab.pids_in(lab.hosts[1]).size(), 1u);
+}
+
 TEST(Agent, AnAgentKilledMidRunReattachesToItsProcessesWhenRestarted) {
   NetnsLab lab;
   if (!lab.error.empty()) GTEST_SKIP() << "network namespaces unavailable here: " << lab.error;
