@@ -842,7 +842,13 @@ int main(int argc, char** argv) {
       cpu_set_t allowed;
       CPU_ZERO(&allowed);
       const int cpus = sched_getaffinity(0, sizeof(allowed), &allowed) == 0 ? CPU_COUNT(&allowed) : 1;
-      blas = spec.algorithm == Algorithm::kPpo ? static_cast<int>(spec.learner.torch_threads) : std::min(4, cpus);
+      // Learner ranks placed on the same host share its CPUs.
+      const auto& hosts = spec.placement.learners;
+      int sharing = 0;
+      for (int64_t r = 0; r < spec.learner.count; ++r)
+        sharing += hosts[static_cast<size_t>(r) % hosts.size()] == hosts[static_cast<size_t>(rank) % hosts.size()];
+      blas = spec.algorithm == Algorithm::kPpo ? static_cast<int>(spec.learner.torch_threads)
+                                               : std::min(4, std::max(1, cpus / std::max(1, sharing)));
     }
     orchard::learner::set_compute_threads(static_cast<int>(spec.learner.torch_threads), blas);
     spdlog::info("compute threads: torch {}, BLAS {}", spec.learner.torch_threads, blas);

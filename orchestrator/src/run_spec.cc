@@ -209,6 +209,9 @@ void RunSpec::parse() {
   }
   learner.count = l.get_int("count", 1, 1, 1024);
   learner.device = l.get_choice("device", "cpu", {"cpu", "cuda"});
+  if (learner.device == "cuda")  // refused here, before anything starts, not by a crash-looping learner
+    throw ConfigError(l["device"].where() + ": cuda is not implemented by orchard-learner yet (it trains on the "
+                      "CPU; several CPU ranks: learner.count); use cpu");
   learner.sync = l.get_choice("sync", learner.device == "cuda" ? "nccl" : "gloo", {"gloo", "nccl"});
   if (learner.sync == "nccl" && learner.device != "cuda")
     throw ConfigError(l["sync"].where() + ": nccl all-reduces CUDA tensors; with learner.device: cpu use gloo");

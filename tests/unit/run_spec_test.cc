@@ -114,6 +114,8 @@ TEST(RunSpec, TyposAndRangesNameTheKey) {
   EXPECT_NE(e.find("run name"), std::string::npos) << e;
   e = error_of("name: t\nenv: {name: CartPole-v1}\n", false);
   EXPECT_NE(e.find("budget"), std::string::npos) << e;
+  e = error_of("name: t\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\nlearner: {device: cuda}\n", false);
+  EXPECT_NE(e.find("learner.device: cuda is not implemented by orchard-learner yet"), std::string::npos) << e;
   e = error_of("name: t\nenv: {name: CartPole-v1}\nbudget: {env_steps: 10}\nlearner: {count: 2, sync: nccl}\n", false);
   EXPECT_NE(e.find("learner.sync"), std::string::npos) << e;
   EXPECT_NE(e.find("with learner.device: cpu use gloo"), std::string::npos) << e;

@@ -3,9 +3,9 @@
 // Every rank samples its own batches, computes gradients, and averages them with the others
 // before the optimiser step (synchronous data parallelism, as torch DistributedDataParallel and
 // Horovod do it), so the parameters stay identical on every rank without being sent. The
-// collectives run on a c10d process group: Gloo on the CPU (NCCL for CUDA learners, which
-// orchard-learner does not implement yet). Rank 0 hosts the rendezvous store (a c10d TCPStore on
-// `store_host:store_port`); the others connect to it.
+// collectives are Gloo's (TCP pairs between every two ranks) on the CPU; NCCL, for CUDA
+// learners, is not implemented by orchard-learner yet. Rank 0 hosts the rendezvous store (a
+// c10d TCPStore on `store_host:store_port`); the others connect to it.
 //
 // A rank that dies closes its TCP pairs, so the others' next collective fails at once with an
 // orchard::Error instead of hanging; a rank that is alive but silent makes them fail after
@@ -45,7 +45,7 @@ class GradientSync {
   int rank() const { return options_.rank; }
   int world_size() const { return options_.world_size; }
 
-  // In place: `t` (contiguous, CPU) becomes the element-wise mean over the ranks.
+  // In place: `t` (float32 or float64, CPU) becomes the element-wise mean over the ranks.
   void average(torch::Tensor& t);
   // In place: the element-wise sum over the ranks.
   void sum(torch::Tensor& t);

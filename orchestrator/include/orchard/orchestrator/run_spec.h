@@ -81,7 +81,8 @@ struct LearnerSpec {
   double sync_timeout_s = 120;       // rendezvous and each collective; a silent rank fails the others
   int64_t torch_threads = 1;
   // OpenBLAS's pool; 0 (auto): 1 for PPO (small layers, where idle BLAS workers only spin), up
-  // to 4 of the learner's allowed CPUs for SAC/APT (256-wide layers at batch 256 gain 1.4x).
+  // to 4 of the learner's allowed CPUs for SAC/APT (256-wide layers at batch 256 gain 1.4x),
+  // divided among the learner ranks placed on the same host.
   int64_t blas_threads = 0;
   int64_t prefetch = 2;              // batches sampled ahead
   int64_t eval_every = 0;            // learner updates between evaluations; 0: ppo 1, sac/apt 1000
