@@ -184,3 +184,23 @@ TEST(GradientSync, BadOptionsAndAMissingStoreAreClearErrors) {
   const int port = orchard::core::free_loopback_port();
   expect_error(options(1, 2, port, 2), "rendezvous failed");
 }
+
+TEST(GradientSync, ARankThatStaysSilentFailsTheOthersAfterTheTimeout) {
+  const int port = orchard::core::free_loopback_port();
+  std::promise<void> release;
+  auto silent = std::async(std::launch::async, [&, f = release.get_future()]() mutable {
+    GradientSync s(options(1, 2, port, 2));
+    s.barrier();
+    f.wait();  // alive, connected, but never joins the next collective (as a stopped process)
+  });
+  GradientSync s(options(0, 2, port, 2));
+  s.barrier();
+  const auto t0 = std::chrono::steady_clock::now();
+  torch::Tensor t = torch::ones({8});
+  EXPECT_THROW(s.sum(t), orchard::Error);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GE(waited, 1.5);
+  EXPECT_LT(waited, 10.0);
+  release.set_value();
+  silent.get();
+}
