@@ -206,11 +206,13 @@ json AgentServer::op_start(const json& r) {
     if (!a.is_string()) throw Error("field 'argv' must hold strings only");
     argv.push_back(subst(a.get<std::string>()));
   }
+  const std::string log = dir + "/logs/" + name + ".log";
+  std::error_code size_error;
+  const auto log_size = fs::exists(log) ? static_cast<int64_t>(fs::file_size(log, size_error)) : int64_t{0};
   SpawnOptions so;
   so.parent_death_signal = 0;  // the processes outlive the agent (it re-attaches after a restart)
   so.new_process_group = true;
   so.cwd = dir;
-  const std::string log = dir + "/logs/" + name + ".log";
   so.stdout_path = log;
   so.stderr_path = log;
   if (r.contains("env")) {
@@ -236,7 +238,8 @@ json AgentServer::op_start(const json& r) {
   procs_[key] = p;
   save_state();
   spdlog::info("started {} (pid {})", key, p.pid);
-  return {{"pid", p.pid}, {"log", log}, {"dir", dir}};
+  // log_size: where this start's output begins (earlier starts appended before it).
+  return {{"pid", p.pid}, {"log", log}, {"dir", dir}, {"log_size", size_error ? int64_t{0} : log_size}};
 }
 
 json AgentServer::op_signal(const json& r) {
@@ -335,6 +338,28 @@ json AgentServer::handle(const std::string& text) {
       out = op_list(r);
     } else if (op == "logs") {
       out = op_logs(r);
+    } else if (op == "logs_many") {
+      // Several processes' logs of one run in one request (the scheduler's readiness polling):
+      // {"run", "reads": [{"name", "offset"}...], "max_bytes"} -> {"logs": [{"name", "data",
+      // "offset", "size"} or {"name", "error"}]}, in order.
+      check_name(r, "run");
+      if (!r.contains("reads") || !r["reads"].is_array()) throw Error("field 'reads' (array of {name, offset}) is required");
+      json logs = json::array();
+      for (const auto& rd : r["reads"]) {
+        if (!rd.is_object()) throw Error("field 'reads' must hold objects {name, offset}");
+        json one = rd;
+        one["run"] = r["run"];
+        if (r.contains("max_bytes")) one["max_bytes"] = r["max_bytes"];
+        json entry;
+        try {
+          entry = op_logs(one);
+        } catch (const Error& e) {
+          entry = {{"error", e.what()}};
+        }
+        entry["name"] = rd.value("name", "");
+        logs.push_back(std::move(entry));
+      }
+      out = {{"logs", logs}};
     } else if (op == "read_file") {
       out = op_read_file(r);
     } else if (op == "reset_run") {
@@ -487,11 +512,17 @@ bool AgentClient::try_call(const json& request, json* reply) {
 
 void AgentClient::try_call_all(const std::vector<AgentClient*>& agents, const json& request,
                                std::vector<json>* replies) {
+  try_call_each(agents, std::vector<json>(agents.size(), request), replies);
+}
+
+void AgentClient::try_call_each(const std::vector<AgentClient*>& agents, const std::vector<json>& requests,
+                                std::vector<json>* replies) {
   replies->assign(agents.size(), json());
   std::vector<zmq::pollitem_t> items;
   int longest = 0;
-  for (auto* a : agents) {
-    a->send_request(request);
+  for (size_t i = 0; i < agents.size(); ++i) {
+    auto* a = agents[i];
+    a->send_request(requests[i]);
     items.push_back({a->impl_->req->handle(), 0, ZMQ_POLLIN, 0});
     longest = std::max(longest, a->effective_timeout_ms());
   }

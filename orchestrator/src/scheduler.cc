@@ -193,16 +193,6 @@ void Scheduler::launch(ProcInfo& p) {
   if (!p.spec.host.empty()) {
     nlohmann::json files = nlohmann::json::object();
     for (const auto& [f, content] : p.spec.files) files[f] = content;
-    // Readiness is read from the log: skip what earlier incarnations wrote.
-    log_offsets_[p.spec.name] = 0;
-    {
-      nlohmann::json logs;
-      if (agent_for(p)->try_call({{"op", "logs"}, {"run", options_.run}, {"name", p.spec.name}, {"offset", 0},
-                                  {"max_bytes", 0}},
-                                 &logs) &&
-          logs.value("ok", false))
-        log_offsets_[p.spec.name] = static_cast<size_t>(logs.value("size", int64_t{0}));
-    }
     log_pending_[p.spec.name].clear();
     nlohmann::json reply = agent_for(p)->call({{"op", "start"},
                                                {"run", options_.run},
@@ -212,6 +202,9 @@ void Scheduler::launch(ProcInfo& p) {
                                                {"cpus", p.spec.cpus},
                                                {"files", files}});
     p.pid = reply.value("pid", -1);
+    // Readiness is read from the log: skip what earlier incarnations wrote (the agent says where
+    // this start's output begins).
+    log_offsets_[p.spec.name] = static_cast<size_t>(reply.value("log_size", int64_t{0}));
     p.state = ProcState::kStarting;
     p.started_at = steady_seconds();
     emit("start", p.spec.name, "pid " + std::to_string(p.pid) + " on " + p.spec.host);
@@ -236,18 +229,45 @@ void Scheduler::launch(ProcInfo& p) {
   emit("start", p.spec.name, "pid " + std::to_string(p.pid));
 }
 
-bool Scheduler::log_shows_ready(ProcInfo& p) {
+void Scheduler::read_remote_logs(std::map<std::string, std::string>* chunks) {
+  // Every starting remote process's new log output: one logs_many request per agent, all agents
+  // at once, so readiness polling costs a round one agent timeout at most, not one per process.
+  std::map<std::string, std::vector<std::string>> by_host;
+  for (auto& [name, p] : procs_)
+    if (p.state == ProcState::kStarting && !p.spec.host.empty()) by_host[p.spec.host].push_back(name);
+  if (by_host.empty()) return;
+  std::vector<AgentClient*> agents;
+  std::vector<nlohmann::json> requests;
+  std::vector<std::string> hosts;
+  for (const auto& [host, names] : by_host) {
+    auto it = agents_.find(host);
+    if (it == agents_.end()) continue;
+    nlohmann::json reads = nlohmann::json::array();
+    for (const auto& n : names) reads.push_back({{"name", n}, {"offset", static_cast<int64_t>(log_offsets_[n])}});
+    agents.push_back(it->second.get());
+    requests.push_back({{"op", "logs_many"}, {"run", options_.run}, {"reads", reads}});
+    hosts.push_back(host);
+  }
+  std::vector<nlohmann::json> replies;
+  AgentClient::try_call_each(agents, requests, &replies);
+  for (size_t i = 0; i < replies.size(); ++i) {
+    if (replies[i].is_null() || !replies[i].value("ok", false) || !replies[i].contains("logs")) continue;
+    for (const auto& entry : replies[i]["logs"]) {
+      const std::string name = entry.value("name", "");
+      auto it = procs_.find(name);
+      if (it == procs_.end() || it->second.spec.host != hosts[i] || entry.contains("error")) continue;
+      log_offsets_[name] = static_cast<size_t>(entry.value("offset", static_cast<int64_t>(log_offsets_[name])));
+      (*chunks)[name] = entry.value("data", std::string());
+    }
+  }
+}
+
+bool Scheduler::log_shows_ready(ProcInfo& p, const std::string* remote_chunk) {
   size_t& offset = log_offsets_[p.spec.name];
   std::string chunk;
   if (!p.spec.host.empty()) {
-    nlohmann::json reply;
-    if (!agent_for(p)->try_call({{"op", "logs"}, {"run", options_.run}, {"name", p.spec.name},
-                                 {"offset", static_cast<int64_t>(offset)}},
-                                &reply) ||
-        !reply.value("ok", false))
-      return false;
-    chunk = reply.value("data", std::string());
-    offset = static_cast<size_t>(reply.value("offset", static_cast<int64_t>(offset)));
+    if (!remote_chunk) return false;
+    chunk = *remote_chunk;
   } else {
     std::ifstream in(p.spec.log_path, std::ios::binary);
     if (!in) return false;
@@ -439,9 +459,12 @@ void Scheduler::tick() {
   }
   // Readiness.
   bool became_ready = false;
+  std::map<std::string, std::string> remote_chunks;
+  read_remote_logs(&remote_chunks);
   for (auto& [name, p] : procs_) {
     if (p.state != ProcState::kStarting) continue;
-    if (log_shows_ready(p)) {
+    auto chunk = remote_chunks.find(name);
+    if (log_shows_ready(p, chunk == remote_chunks.end() ? nullptr : &chunk->second)) {
       p.state = ProcState::kRunning;
       emit("ready", name, "after " + std::to_string(static_cast<int>((now - p.started_at) * 1000)) + " ms");
       became_ready = true;

@@ -176,7 +176,8 @@ TEST(Agent, RefusesWrongTokensAndBadRequestsAndKeepsServing) {
            {{{"op", "start"}, {"run", "../etc"}, {"name", "x"}, {"argv", {"/bin/true"}}}, "field 'run'"},
            {{{"op", "start"}, {"run", "r"}, {"name", "x"}, {"argv", "true"}}, "field 'argv'"},
            {{{"op", "read_file"}, {"run", "r"}, {"path", "../../token"}}, "without '..'"},
-           {{{"op", "signal"}, {"run", "r"}, {"name", "nobody"}}, "no process r/nobody"}}) {
+           {{{"op", "signal"}, {"run", "r"}, {"name", "nobody"}}, "no process r/nobody"},
+           {{{"op", "logs_many"}, {"run", "r"}, {"reads", "p"}}, "field 'reads'"}}) {
     try {
       c.call(req);
       ADD_FAILURE() << req.dump() << " was accepted";
@@ -196,6 +197,14 @@ TEST(Agent, RefusesWrongTokensAndBadRequestsAndKeepsServing) {
     log = c.call({{"op", "logs"}, {"run", "r"}, {"name", "p"}, {"offset", 0}}).value("data", std::string());
   }
   EXPECT_NE(log.find("ready\nhello from the orchestrator"), std::string::npos) << log;
+  EXPECT_EQ(started.value("log_size", int64_t{-1}), 0);  // a first start: its output begins at 0
+  // Several logs in one request (readiness polling): each entry its data or its own error.
+  auto many = c.call({{"op", "logs_many"}, {"run", "r"}, {"reads", {{{"name", "p"}, {"offset", 6}}, {{"name", "ghost"}}}}});
+  ASSERT_EQ(many["logs"].size(), 2u) << many.dump();
+  EXPECT_EQ(many["logs"][0].value("name", ""), "p");
+  EXPECT_EQ(many["logs"][0].value("data", std::string()).rfind("hello from the orchestrator", 0), 0u) << many.dump();
+  EXPECT_EQ(many["logs"][1].value("name", ""), "ghost");
+  EXPECT_NE(many["logs"][1].value("error", std::string()).find("no process r/ghost"), std::string::npos) << many.dump();
   EXPECT_TRUE(c.call({{"op", "list"}, {"run", "r"}})["procs"][0].value("running", false));
   c.call({{"op", "signal"}, {"run", "r"}, {"name", "p"}, {"signal", 15}});
   bool exited = false;

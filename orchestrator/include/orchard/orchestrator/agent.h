@@ -6,7 +6,7 @@
 // restarted re-attaches to the processes that are still alive (watching their pids).
 //
 // Transport: one ZeroMQ ROUTER socket; each request is one frame of JSON
-//   {"token": "...", "op": "ping|host|start|signal|list|logs|read_file|reset_run|free_port", ...}
+//   {"token": "...", "op": "ping|host|start|signal|list|logs|logs_many|read_file|reset_run|free_port", ...}
 // answered by {"ok": true, ...} or {"ok": false, "error": "..."}. Every request must carry the
 // agent's token (compared in constant time); CURVE encrypts the channel when the agent has a key
 // pair (its public key is then required by clients). Bad requests — unparsable JSON, a wrong
@@ -102,6 +102,9 @@ class AgentClient {
   // agents[i] or null when it did not answer in time.
   static void try_call_all(const std::vector<AgentClient*>& agents, const nlohmann::json& request,
                            std::vector<nlohmann::json>* replies);
+  // The same with a request of its own for each agent (requests[i] to agents[i]).
+  static void try_call_each(const std::vector<AgentClient*>& agents, const std::vector<nlohmann::json>& requests,
+                            std::vector<nlohmann::json>* replies);
 
   // An agent that missed its last deadline is suspect: until it answers again, calls to it wait
   // at most suspect_timeout_ms (default 250) instead of the full timeout, so a dead VM cannot

@@ -3,7 +3,8 @@
 // liveness checks such as Redis heartbeats), restarts a failed process with exponential backoff
 // within a restart budget, adds and removes processes while running (scaling), and stops the
 // run in reverse group order. Single-threaded: everything runs on one Boost.Asio io_context
-// (signals and timers), no locks.
+// (signals and timers), no locks. Remote processes' readiness is polled with one request per
+// agent per tick (all agents at once).
 //
 // Processes are launched by the local backend (fork/exec in their own process group, stdout and
 // stderr appended to a per-process log file). A process is ready when its log shows a line that
@@ -134,7 +135,10 @@ class Scheduler {
   void emit(const std::string& kind, const std::string& proc, const std::string& detail);
   void advance_start();
   void advance_stop();
-  bool log_shows_ready(ProcInfo& p);
+  // A local process's log is read here; a remote one's new output comes in `remote_chunk`
+  // (read_remote_logs), nullptr when its agent did not answer.
+  bool log_shows_ready(ProcInfo& p, const std::string* remote_chunk = nullptr);
+  void read_remote_logs(std::map<std::string, std::string>* chunks);
 
   std::unique_ptr<Impl> impl_;
   SchedulerOptions options_;
