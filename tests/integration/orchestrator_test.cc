@@ -63,6 +63,15 @@ nlohmann::json read_json(const fs::path& p) {
   return nlohmann::json::parse(in);
 }
 
+// Updates in the learner's latest checkpoint metadata (0 before the first).
+int64_t checkpoint_updates(const fs::path& run_dir) {
+  try {
+    return read_json(run_dir / "checkpoints" / "learner.json")["updates"].get<int64_t>();
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
 std::string ppo_spec(const fs::path& dir, const std::string& name, const std::string& budget,
                      const std::string& extra = "") {
   std::ofstream(dir / "spec.yaml") << "name: " << name << "\nseed: 2\nenv: {name: CartPole-v1, num_envs: 4}\n"
@@ -89,13 +98,7 @@ TEST(Orchestrator, ActorShardAndLearnerKilledMidRunComeBackAndTheRunFinishes) {
   ChildProcess run({orchard_bin("orchard"), "run", ppo_spec(d.path, "kill", "{updates: 150, wall_time_s: 300}")},
                    home_env(d.path));
   ASSERT_TRUE(run.wait_for_output("all processes ready", 60000)) << run.output();
-  auto learner_updates = [&] {
-    try {
-      return read_json(d.path / "run" / "checkpoints" / "learner.json")["updates"].get<int64_t>();
-    } catch (const std::exception&) {
-      return int64_t{0};
-    }
-  };
+  auto learner_updates = [&] { return checkpoint_updates(d.path / "run"); };
   ASSERT_TRUE(wait_until([&] { return learner_updates() >= 10; }, 60000)) << run.output();
   ASSERT_EQ(::kill(latest_pid(run.output(), "actor-1"), SIGKILL), 0);
   ASSERT_TRUE(run.wait_for_output("[restart] actor-1", 20000)) << run.output();
@@ -404,13 +407,7 @@ TEST(Orchestrator, TwoLearnerRanksTrainInLockstepAndRestartTogetherWhenOneIsKill
                    home_env(d.path));
   ASSERT_TRUE(run.wait_for_output("all processes ready", 60000)) << run.output();
   EXPECT_NE(run.output().find("2 learner ranks (gloo all-reduce)"), std::string::npos) << run.output();
-  auto learner_updates = [&] {
-    try {
-      return read_json(d.path / "run" / "checkpoints" / "learner.json")["updates"].get<int64_t>();
-    } catch (const std::exception&) {
-      return int64_t{0};
-    }
-  };
+  auto learner_updates = [&] { return checkpoint_updates(d.path / "run"); };
   ASSERT_TRUE(wait_until([&] { return learner_updates() >= 10; }, 60000)) << run.output();
   // The follower dies: rank 0 cannot go on alone, so both are restarted, together.
   ASSERT_EQ(::kill(latest_pid(run.output(), "learner-1"), SIGKILL), 0);
