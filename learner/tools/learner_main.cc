@@ -852,9 +852,6 @@ int main(int argc, char** argv) {
     }
     orchard::learner::set_compute_threads(static_cast<int>(spec.learner.torch_threads), blas);
     spdlog::info("compute threads: torch {}, BLAS {}", spec.learner.torch_threads, blas);
-    if (spec.learner.device == "cuda")
-      throw orchard::ConfigError(spec_path + ": learner.device: cuda is not implemented by orchard-learner yet "
-                                 "(it trains on the CPU); use cpu");
     LearnerProcess process(std::move(spec), rank, sync_address);
     return process.spec_.algorithm == Algorithm::kPpo ? run_ppo(process) : run_sac(process);
   } catch (const orchard::Error& e) {
