@@ -105,6 +105,7 @@ AgentServer::AgentServer(AgentOptions options) : options_(std::move(options)), i
         proc.log = p.at("log");
         proc.pid = p.at("pid");
         proc.started_ms = p.value("started_ms", int64_t{0});
+        proc.log_start = p.value("log_start", int64_t{0});
         proc.child = false;
         proc.exited = p.value("exited", false) || process_gone(proc.pid);
         proc.status = p.value("status", -1);
@@ -126,7 +127,7 @@ void AgentServer::save_state() {
   json all = json::array();
   for (const auto& [key, p] : procs_)
     all.push_back({{"run", p.run}, {"name", p.name}, {"log", p.log}, {"pid", p.pid}, {"exited", p.exited},
-                   {"status", p.status}, {"started_ms", p.started_ms}});
+                   {"status", p.status}, {"started_ms", p.started_ms}, {"log_start", p.log_start}});
   const std::string path = options_.state_dir + "/procs.json", tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -174,15 +175,21 @@ json AgentServer::op_host() {
   return h;
 }
 
-json AgentServer::op_start(const json& r) {
+json AgentServer::op_start(const json& r, bool reuse_running) {
   check_name(r, "run");
   check_name(r, "name");
   if (!r.contains("argv") || !r["argv"].is_array() || r["argv"].empty())
     throw Error("field 'argv' (non-empty array of strings) is required");
   const std::string run = r["run"], name = r["name"], key = run + "/" + name;
   auto it = procs_.find(key);
-  if (it != procs_.end() && !it->second.exited)
+  if (it != procs_.end() && !it->second.exited) {
+    // start_many is idempotent: a start whose reply was lost (the orchestrator timed out and
+    // asks again) gets the process it already started, not a second one or an error.
+    if (reuse_running)
+      return {{"pid", it->second.pid}, {"log", it->second.log}, {"dir", run_dir(run)},
+              {"log_size", it->second.log_start}, {"already_running", true}};
     throw Error("process " + key + " is already running (pid " + std::to_string(it->second.pid) + ")");
+  }
   const std::string dir = run_dir(run);
   fs::create_directories(dir + "/logs");
   // Files the process needs (the resolved spec), written before it starts.
@@ -235,6 +242,7 @@ json AgentServer::op_start(const json& r) {
   p.log = log;
   p.pid = spawn_process(argv, so);
   p.started_ms = wall_ms();
+  p.log_start = size_error ? 0 : log_size;
   procs_[key] = p;
   save_state();
   spdlog::info("started {} (pid {})", key, p.pid);
@@ -334,6 +342,32 @@ json AgentServer::handle(const std::string& text) {
       out = op_start(r);
     } else if (op == "signal") {
       out = op_signal(r);
+    } else if (op == "start_many" || op == "signal_many") {
+      // Several processes of one run in one request (the scheduler starts a group, or signals
+      // what it stops, with one request per agent): {"run", "starts": [{name, argv, env, cpus,
+      // files}...]} -> {"started": [{name, pid, log, dir, log_size[, already_running]} or
+      // {name, error}]}; {"run", "signals": [{name, signal}...]} -> {"signaled": [{name, pid,
+      // exited} or {name, error}]}, in order. One bad entry fails only itself.
+      const bool starting = op == "start_many";
+      const char* list = starting ? "starts" : "signals";
+      check_name(r, "run");
+      if (!r.contains(list) || !r[list].is_array())
+        throw Error(std::string("field '") + list + "' (array of objects with a 'name') is required");
+      json results = json::array();
+      for (const auto& one : r[list]) {
+        if (!one.is_object()) throw Error(std::string("field '") + list + "' must hold objects");
+        json q = one;
+        q["run"] = r["run"];
+        json entry;
+        try {
+          entry = starting ? op_start(q, true) : op_signal(q);
+        } catch (const std::exception& e) {
+          entry = {{"error", e.what()}};
+        }
+        entry["name"] = one.contains("name") && one["name"].is_string() ? one["name"].get<std::string>() : "";
+        results.push_back(std::move(entry));
+      }
+      out = {{starting ? "started" : "signaled", results}};
     } else if (op == "list") {
       out = op_list(r);
     } else if (op == "logs") {
@@ -377,7 +411,9 @@ json AgentServer::handle(const std::string& text) {
       out = {{"port", core::free_loopback_port()}};
     } else {
       ++rejected_;
-      return {{"ok", false}, {"error", "unknown op '" + op + "' (ping, host, start, signal, list, logs, read_file, reset_run, free_port)"}};
+      return {{"ok", false}, {"error", "unknown op '" + op +
+                                         "' (ping, host, start, start_many, signal, signal_many, list, logs, "
+                                         "logs_many, read_file, reset_run, free_port)"}};
     }
     out["ok"] = true;
     return out;

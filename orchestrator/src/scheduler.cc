@@ -70,6 +70,10 @@ Scheduler::~Scheduler() {
     ::waitpid(p.pid, &status, 0);
     p.pid = -1;
   }
+  try {
+    flush_signals();
+  } catch (const std::exception&) {
+  }
 }
 
 AgentClient* Scheduler::agent_for(const ProcInfo& p) {
@@ -98,8 +102,32 @@ void Scheduler::send_signal(ProcInfo& p, int sig) {
     ::kill(p.pid, sig);
     return;
   }
-  nlohmann::json reply;
-  agent_for(p)->try_call({{"op", "signal"}, {"run", options_.run}, {"name", p.spec.name}, {"signal", sig}}, &reply);
+  // Remote: queued, and sent by flush_signals() with one signal_many request per agent when the
+  // current handler is done (a stopping group of twenty actors is one round, not twenty calls).
+  auto& queued = pending_signals_[p.spec.host];
+  for (const auto& [name, s] : queued)
+    if (name == p.spec.name && s == sig) return;
+  queued.emplace_back(p.spec.name, sig);
+}
+
+void Scheduler::flush_signals() {
+  if (pending_signals_.empty()) return;
+  std::vector<AgentClient*> agents;
+  std::vector<nlohmann::json> requests;
+  for (const auto& [host, queued] : pending_signals_) {
+    auto it = agents_.find(host);
+    if (it == agents_.end()) continue;
+    nlohmann::json signals = nlohmann::json::array();
+    for (const auto& [name, sig] : queued) signals.push_back({{"name", name}, {"signal", sig}});
+    agents.push_back(it->second.get());
+    requests.push_back({{"op", "signal_many"}, {"run", options_.run}, {"signals", signals}});
+  }
+  pending_signals_.clear();
+  // An agent that does not answer keeps its processes: they are signalled again (a stop's
+  // SIGKILL every tick, a hung process at its next check) or counted as failed once the agent
+  // has been silent for agent_lost_s.
+  std::vector<nlohmann::json> replies;
+  AgentClient::try_call_each(agents, requests, &replies);
 }
 
 // Remote processes: exits come from the agents' `list`; an agent silent for agent_lost_s makes
@@ -165,7 +193,8 @@ void Scheduler::add(ProcessSpec spec) {
   ProcInfo info;
   info.spec = std::move(spec);
   auto& p = procs_.emplace(name, std::move(info)).first->second;
-  if (phase_ == Phase::kRunning) launch(p);  // scaling up: every group is up already
+  if (phase_ == Phase::kRunning) launch_all({&p});  // scaling up: every group is up already
+  flush_signals();
 }
 
 void Scheduler::remove(const std::string& name, const std::string& why) {
@@ -181,6 +210,7 @@ void Scheduler::remove(const std::string& name, const std::string& why) {
   } else {
     p.state = ProcState::kExited;
   }
+  flush_signals();
 }
 
 void Scheduler::set_liveness_check(std::function<bool(const ProcInfo&)> alive, double every_s) {
@@ -189,27 +219,91 @@ void Scheduler::set_liveness_check(std::function<bool(const ProcInfo&)> alive, d
   next_alive_check_ = steady_seconds() + every_s;
 }
 
-void Scheduler::launch(ProcInfo& p) {
-  if (!p.spec.host.empty()) {
-    nlohmann::json files = nlohmann::json::object();
-    for (const auto& [f, content] : p.spec.files) files[f] = content;
-    log_pending_[p.spec.name].clear();
-    nlohmann::json reply = agent_for(p)->call({{"op", "start"},
-                                               {"run", options_.run},
-                                               {"name", p.spec.name},
-                                               {"argv", p.spec.argv},
-                                               {"env", p.spec.env},
-                                               {"cpus", p.spec.cpus},
-                                               {"files", files}});
-    p.pid = reply.value("pid", -1);
-    // Readiness is read from the log: skip what earlier incarnations wrote (the agent says where
-    // this start's output begins).
-    log_offsets_[p.spec.name] = static_cast<size_t>(reply.value("log_size", int64_t{0}));
-    p.state = ProcState::kStarting;
-    p.started_at = steady_seconds();
-    emit("start", p.spec.name, "pid " + std::to_string(p.pid) + " on " + p.spec.host);
-    return;
+void Scheduler::launch_all(const std::vector<ProcInfo*>& procs) {
+  // Local processes are forked here; remote ones are started with one start_many request per
+  // agent, all agents at once (AgentClient::try_call_each), so starting a group costs one round
+  // however many processes and hosts it has, and a silent agent one timeout.
+  std::string refused;  // the first start that cannot work (bad program, refused by the agent)
+  auto refuse = [&](ProcInfo& p, const std::string& why) {
+    p.state = ProcState::kExited;
+    p.pid = -1;
+    emit("failed", p.spec.name, "could not be started: " + why);
+    if (refused.empty()) refused = p.spec.name + " could not be started: " + why;
+  };
+  std::map<std::string, std::vector<ProcInfo*>> by_host;
+  for (ProcInfo* p : procs) {
+    if (!p->spec.host.empty()) {
+      if (agents_.count(p->spec.host))
+        by_host[p->spec.host].push_back(p);
+      else
+        refuse(*p, "no agent for host '" + p->spec.host + "'");
+      continue;
+    }
+    try {
+      launch_local(*p);
+    } catch (const std::exception& e) {
+      refuse(*p, e.what());
+    }
   }
+  std::vector<AgentClient*> agents;
+  std::vector<nlohmann::json> requests;
+  std::vector<std::vector<ProcInfo*>*> batches;
+  for (auto& [host, batch] : by_host) {
+    nlohmann::json starts = nlohmann::json::array();
+    for (ProcInfo* p : batch) {
+      nlohmann::json files = nlohmann::json::object();
+      for (const auto& [f, content] : p->spec.files) files[f] = content;
+      starts.push_back({{"name", p->spec.name},
+                        {"argv", p->spec.argv},
+                        {"env", p->spec.env},
+                        {"cpus", p->spec.cpus},
+                        {"files", files}});
+    }
+    agents.push_back(agents_.at(host).get());
+    requests.push_back({{"op", "start_many"}, {"run", options_.run}, {"starts", starts}});
+    batches.push_back(&batch);
+  }
+  std::vector<nlohmann::json> replies;
+  if (!agents.empty()) AgentClient::try_call_each(agents, requests, &replies);
+  for (size_t i = 0; i < agents.size(); ++i) {
+    const nlohmann::json& reply = replies[i];
+    const bool answered = reply.is_object();
+    const bool usable = answered && reply.value("ok", false) && reply.contains("started") &&
+                        reply["started"].is_array() && reply["started"].size() == batches[i]->size();
+    for (size_t k = 0; k < batches[i]->size(); ++k) {
+      ProcInfo& p = *(*batches[i])[k];
+      if (!answered) {
+        // The agent may be briefly unreachable: the start counts as a failed one and is tried
+        // again after the backoff, within the restart budget. A start that did happen is found
+        // then: start_many answers with the process it already runs.
+        handle_exit(p, -1, "could not be started: agent " + p.spec.host + " did not answer 'start_many' in time");
+        continue;
+      }
+      if (!usable) {
+        refuse(p, "agent " + p.spec.host + ": " + reply.value("error", std::string("a reply without 'started'")));
+        continue;
+      }
+      const nlohmann::json& e = reply["started"][k];
+      if (!e.is_object() || e.contains("error") || e.value("pid", -1) <= 0) {
+        refuse(p, "on " + p.spec.host + ": " + (e.is_object() ? e.value("error", std::string("no pid")) : "no pid"));
+        continue;
+      }
+      p.pid = e.value("pid", -1);
+      // Readiness is read from the log: skip what earlier incarnations wrote (the agent says where
+      // this start's output begins).
+      log_offsets_[p.spec.name] = static_cast<size_t>(e.value("log_size", int64_t{0}));
+      log_pending_[p.spec.name].clear();
+      p.state = ProcState::kStarting;
+      p.started_at = steady_seconds();
+      emit("start", p.spec.name,
+           "pid " + std::to_string(p.pid) + " on " + p.spec.host +
+               (e.value("already_running", false) ? " (already running)" : ""));
+    }
+  }
+  if (!refused.empty()) stop(RunOutcome::kFailed, refused);
+}
+
+void Scheduler::launch_local(ProcInfo& p) {
   SpawnOptions so;
   so.stdout_path = p.spec.log_path;
   so.stderr_path = p.spec.log_path;
@@ -295,7 +389,7 @@ void Scheduler::start() {
   });
   starting_group_ = INT32_MIN;
   advance_start();
-  tick();
+  tick();  // flushes the signals queued so far
 }
 
 void Scheduler::advance_start() {
@@ -321,8 +415,10 @@ void Scheduler::advance_start() {
       if (!removed_.count(name) && p.spec.group < next && p.state != ProcState::kRunning) lower_busy = true;
     if (lower_busy) return;
     starting_group_ = next;
+    std::vector<ProcInfo*> group;
     for (auto& [name, p] : procs_)
-      if (!removed_.count(name) && p.state == ProcState::kPending && p.spec.group == next) launch(p);
+      if (!removed_.count(name) && p.state == ProcState::kPending && p.spec.group == next) group.push_back(&p);
+    launch_all(group);
     return;
   }
 }
@@ -335,6 +431,7 @@ void Scheduler::on_sigchld() {
     pid_t r = ::waitpid(p.pid, &status, WNOHANG);
     if (r == p.pid) handle_exit(p, status);
   }
+  flush_signals();  // a gang member's exit stops the others, remote ones among them
   if (phase_ != Phase::kDone) {
     impl_->sigchld.async_wait([this](const boost::system::error_code& ec, int) {
       if (!ec) on_sigchld();
@@ -413,6 +510,7 @@ void Scheduler::stop(RunOutcome outcome, const std::string& reason) {
   for (auto& [name, p] : procs_)
     if (p.state == ProcState::kBackoff || p.state == ProcState::kPending) p.state = ProcState::kExited;
   advance_stop();
+  flush_signals();
 }
 
 void Scheduler::advance_stop() {
@@ -454,7 +552,10 @@ void Scheduler::tick() {
   if (!agents_.empty() && now >= next_agent_poll_) {
     next_agent_poll_ = now + options_.agent_poll_s;
     poll_agents();
-    if (phase_ == Phase::kDone) return;
+    if (phase_ == Phase::kDone) {
+      flush_signals();
+      return;
+    }
     now = steady_seconds();
   }
   // Readiness.
@@ -499,19 +600,16 @@ void Scheduler::tick() {
     ++it;
   }
   for (const auto& g : gangs_due) impl_->gang_failing.erase(g);
+  std::vector<ProcInfo*> restarting;
   for (const auto& name : due) {
     ProcInfo& p = procs_.at(name);
     impl_->restart_at.erase(name);
     if (phase_ == Phase::kStopping || phase_ == Phase::kDone || p.state != ProcState::kBackoff) continue;
     ++p.restarts;
     emit("restart", name, "restart " + std::to_string(p.restarts));
-    try {
-      launch(p);
-    } catch (const Error& e) {
-      p.state = ProcState::kExited;
-      stop(RunOutcome::kFailed, name + " could not be restarted: " + e.what());
-    }
+    restarting.push_back(&p);
   }
+  launch_all(restarting);
   // Scale-down stops that overran their time.
   for (auto& [name, at] : impl_->kill_at) {
     ProcInfo& p = procs_.at(name);
@@ -534,6 +632,7 @@ void Scheduler::tick() {
       }
     }
   }
+  flush_signals();
   impl_->timer.expires_after(std::chrono::microseconds(static_cast<int64_t>(options_.tick_s * 1e6)));
   impl_->timer.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) tick();

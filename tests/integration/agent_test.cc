@@ -11,8 +11,11 @@
 #include <fstream>
 #include <regex>
 #include <thread>
+#include <tuple>
 #include <vector>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
 #include "orchard/core/error.h"
@@ -20,6 +23,7 @@
 #include "orchard/core/wire.h"
 #include "orchard/orchestrator/agent.h"
 #include "orchard/orchestrator/process.h"
+#include "orchard/orchestrator/scheduler.h"
 #include "support/child_process.h"
 
 namespace fs = std::filesystem;
@@ -218,6 +222,54 @@ TEST(Agent, RefusesWrongTokensAndBadRequestsAndKeepsServing) {
   }
   EXPECT_TRUE(exited);
   EXPECT_NE(::kill(pid, 0), 0);
+
+  // Batches (a group's starts, a handler's signals): each entry gets its own result, and one bad
+  // entry fails only itself.
+  auto batch = c.call({{"op", "start_many"},
+                       {"run", "r"},
+                       {"starts",
+                        {{{"name", "m1"}, {"argv", {"/bin/sh", "-c", "echo ready; sleep 30"}}},
+                         {{"name", "m2"}, {"argv", {"/nonexistent/program"}}},
+                         {{"name", "../m3"}, {"argv", {"/bin/true"}}}}}});
+  ASSERT_EQ(batch["started"].size(), 3u) << batch.dump();
+  const int m1 = batch["started"][0].value("pid", -1);
+  EXPECT_GT(m1, 0) << batch.dump();
+  EXPECT_EQ(batch["started"][0].value("name", ""), "m1");
+  EXPECT_EQ(batch["started"][0].value("log_size", int64_t{-1}), 0);
+  EXPECT_NE(batch["started"][1].value("error", std::string()).find("/nonexistent/program"), std::string::npos)
+      << batch.dump();
+  EXPECT_NE(batch["started"][2].value("error", std::string()).find("field 'name'"), std::string::npos) << batch.dump();
+  // Asked again (its reply was lost): the process already running is the answer, not a second.
+  auto again = c.call({{"op", "start_many"}, {"run", "r"}, {"starts", {{{"name", "m1"}, {"argv", {"/bin/false"}}}}}});
+  EXPECT_EQ(again["started"][0].value("pid", -1), m1) << again.dump();
+  EXPECT_TRUE(again["started"][0].value("already_running", false)) << again.dump();
+  auto signalled = c.call({{"op", "signal_many"},
+                           {"run", "r"},
+                           {"signals", {{{"name", "m1"}, {"signal", 9}}, {{"name", "ghost"}, {"signal", 15}},
+                                        {{"name", "m1"}, {"signal", 1}}}}});
+  ASSERT_EQ(signalled["signaled"].size(), 3u) << signalled.dump();
+  EXPECT_EQ(signalled["signaled"][0].value("pid", -1), m1) << signalled.dump();
+  EXPECT_NE(signalled["signaled"][1].value("error", std::string()).find("no process r/ghost"), std::string::npos);
+  EXPECT_NE(signalled["signaled"][2].value("error", std::string()).find("field 'signal'"), std::string::npos);
+  std::string m1_exit;
+  for (int i = 0; i < 100 && m1_exit.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const auto listed = c.call({{"op", "list"}, {"run", "r"}});
+    for (const auto& p : listed["procs"])
+      if (p.value("name", "") == "m1" && !p.value("running", true)) m1_exit = p.value("exit", std::string());
+  }
+  EXPECT_EQ(m1_exit, "signal 9") << c.call({{"op", "list"}, {"run", "r"}}).dump();
+  for (const auto& [req, needle] : std::vector<std::pair<nlohmann::json, std::string>>{
+           {{{"op", "start_many"}, {"run", "r"}, {"starts", "m1"}}, "field 'starts'"},
+           {{{"op", "signal_many"}, {"run", "r"}, {"signals", {1, 2}}}, "must hold objects"},
+           {{{"op", "signal_many"}, {"signals", nlohmann::json::array()}}, "field 'run'"}}) {
+    try {
+      c.call(req);
+      ADD_FAILURE() << req.dump() << " was accepted";
+    } catch (const orchard::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  }
   agent.signal(SIGTERM);
   EXPECT_EQ(agent.wait(10000), 0);
 }
@@ -268,6 +320,156 @@ TEST(Agent, SilentAgentsCostOneTimeoutPerRoundAndThenOnlyAShortOne) {
   EXPECT_TRUE(answered);
   EXPECT_FALSE(clients[1]->suspect());
   ::kill(agents[2]->pid(), SIGCONT);
+  for (auto& a : agents) {
+    a->signal(SIGTERM);
+    EXPECT_EQ(a->wait(10000), 0);
+  }
+}
+
+// The scheduler starts a group spread over agents with one start_many request per agent, all
+// agents at once, and stops it with one signal_many per agent. Agent b is frozen (SIGSTOP: its
+// VM hangs) when the group starts: its three starts cost the round one timeout together (one
+// after the other they would cost three), count as failed starts, and are tried again after the
+// backoff; once b wakes up they start, each exactly once on b, and the run stops cleanly.
+TEST(Agent, AGroupOnSeveralAgentsStartsInOneRoundAndAFrozenAgentCostsItOneTimeout) {
+  namespace oo = orchard::orchestrator;
+  Dir d("batch");
+  std::vector<std::unique_ptr<ChildProcess>> agents;
+  std::vector<std::shared_ptr<AgentClient>> clients;
+  for (int i = 0; i < 2; ++i) {
+    const std::string ep = "tcp://127.0.0.1:" + std::to_string(orchard::core::free_loopback_port());
+    agents.push_back(std::make_unique<ChildProcess>(std::vector<std::string>{
+        orchard_bin("orchard"), "agent", "--listen", ep, "--token-file", (d.path / "token").string(), "--state-dir",
+        (d.path / ("state" + std::to_string(i))).string()}));
+    ASSERT_TRUE(agents.back()->wait_for_output("ready", 20000)) << agents.back()->output();
+    clients.push_back(std::make_shared<AgentClient>(i ? "b" : "a", ep, kToken, "", 1000));
+    ASSERT_TRUE(clients.back()->call({{"op", "ping"}}).value("pong", false));
+  }
+  boost::asio::io_context io;
+  oo::SchedulerOptions o;
+  o.run = "batch";
+  o.tick_s = 0.02;
+  o.agent_poll_s = 0.1;
+  o.stop_timeout_s = 5;
+  oo::Scheduler sched(io, o);
+  sched.set_agent("a", clients[0]);
+  sched.set_agent("b", clients[1]);
+  for (int i = 0; i < 6; ++i) {
+    oo::ProcessSpec p;
+    p.name = "worker-" + std::to_string(i);
+    p.role = "worker";
+    p.host = i < 3 ? "a" : "b";
+    p.argv = {"/bin/sh", "-c", "trap 'exit 0' TERM; echo ready; while true; do sleep 0.05; done"};
+    p.ready_timeout_s = 20;
+    sched.add(p);
+  }
+  struct Timed {
+    double t;
+    oo::SchedulerEvent e;
+  };
+  std::vector<Timed> events;
+  double t0 = 0, ready_at = -1;
+  bool done = false;
+  oo::RunOutcome outcome = oo::RunOutcome::kFailed;
+  sched.on_event = [&](const oo::SchedulerEvent& e) { events.push_back({oo::steady_seconds() - t0, e}); };
+  sched.on_ready = [&] {
+    ready_at = oo::steady_seconds() - t0;
+    sched.stop(oo::RunOutcome::kStopped, "test over");
+  };
+  sched.on_done = [&](oo::RunOutcome oc, const std::string&) {
+    done = true;
+    outcome = oc;
+    io.stop();
+  };
+  ::kill(agents[1]->pid(), SIGSTOP);
+  boost::asio::steady_timer wake(io), guard(io);
+  wake.expires_after(std::chrono::milliseconds(1500));
+  wake.async_wait([&](const boost::system::error_code&) { ::kill(agents[1]->pid(), SIGCONT); });
+  guard.expires_after(std::chrono::seconds(40));
+  guard.async_wait([&](const boost::system::error_code& ec) {
+    if (!ec) io.stop();
+  });
+  t0 = oo::steady_seconds();
+  sched.start();
+  io.run();
+  ::kill(agents[1]->pid(), SIGCONT);
+  std::string timeline;
+  for (const auto& [t, e] : events) timeline += std::to_string(t) + " " + e.kind + " " + e.proc + " " + e.detail + "\n";
+  SCOPED_TRACE(timeline);
+  ASSERT_TRUE(done) << "the run did not end";
+  EXPECT_EQ(outcome, oo::RunOutcome::kStopped);
+  EXPECT_GT(ready_at, 1.0);
+
+  // The first round: a's three starts and b's three failures, all after one 1 s timeout.
+  int failed_starts = 0;
+  std::map<std::string, std::string> last_start;  // name -> detail of its latest start event
+  for (const auto& [t, e] : events) {
+    if (e.kind == "exit" && e.detail.find("agent b did not answer 'start_many'") != std::string::npos) {
+      if (failed_starts++ < 3) {
+        EXPECT_GE(t, 0.9) << e.proc;
+        EXPECT_LT(t, 1.8) << e.proc << ": the frozen agent's starts were waited for one after the other";
+      }
+    }
+    if (e.kind == "start") {
+      last_start[e.proc] = e.detail;
+      if (e.proc < "worker-3") {
+        EXPECT_LT(t, 1.8) << e.proc;
+      }
+    }
+  }
+  EXPECT_GE(failed_starts, 3);
+  ASSERT_EQ(last_start.size(), 6u);
+  // Each worker runs once on its agent, with the pid the scheduler knew; none is left running.
+  for (int i = 0; i < 2; ++i) {
+    auto procs = clients[i]->call({{"op", "list"}, {"run", "batch"}})["procs"];
+    EXPECT_EQ(procs.size(), 3u) << procs.dump();
+    for (const auto& p : procs) {
+      const std::string name = p.value("name", "");
+      EXPECT_FALSE(p.value("running", true)) << name;
+      EXPECT_EQ(p.value("exit", std::string()), "exit 0") << name;
+      EXPECT_EQ(last_start[name].rfind("pid " + std::to_string(p.value("pid", -1)) + " on ", 0), 0u)
+          << name << ": " << last_start[name];
+      EXPECT_NE(::kill(p.value("pid", -1), 0), 0) << name;
+    }
+  }
+
+  // A start the agent refuses (no such program there) stops the run at once with its reason;
+  // what did start is stopped.
+  io.restart();
+  oo::SchedulerOptions o2 = o;
+  o2.run = "refused";
+  oo::Scheduler refused(io, o2);
+  refused.set_agent("a", clients[0]);
+  refused.set_agent("b", clients[1]);
+  for (const auto& [name, host, program] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"good-0", "a", "/bin/sh"}, {"bad-0", "b", "/nonexistent/orchard-actor"}}) {
+    oo::ProcessSpec p;
+    p.name = name;
+    p.host = host;
+    p.argv = {program, "-c", "trap 'exit 0' TERM; echo ready; while true; do sleep 0.05; done"};
+    refused.add(p);
+  }
+  std::string reason;
+  done = false;
+  refused.on_done = [&](oo::RunOutcome oc, const std::string& why) {
+    done = true;
+    outcome = oc;
+    reason = why;
+    io.stop();
+  };
+  guard.expires_after(std::chrono::seconds(20));
+  guard.async_wait([&](const boost::system::error_code& ec) {
+    if (!ec) io.stop();
+  });
+  refused.start();
+  io.run();
+  ASSERT_TRUE(done);
+  EXPECT_EQ(outcome, oo::RunOutcome::kFailed);
+  EXPECT_NE(reason.find("bad-0 could not be started: on b: /nonexistent/orchard-actor: program not found"),
+            std::string::npos)
+      << reason;
+  const auto good = clients[0]->call({{"op", "list"}, {"run", "refused"}})["procs"].at(0);
+  EXPECT_FALSE(good.value("running", true)) << good.dump();
   for (auto& a : agents) {
     a->signal(SIGTERM);
     EXPECT_EQ(a->wait(10000), 0);

@@ -6,7 +6,8 @@
 // restarted re-attaches to the processes that are still alive (watching their pids).
 //
 // Transport: one ZeroMQ ROUTER socket; each request is one frame of JSON
-//   {"token": "...", "op": "ping|host|start|signal|list|logs|logs_many|read_file|reset_run|free_port", ...}
+//   {"token": "...", "op": "ping|host|start|start_many|signal|signal_many|list|logs|logs_many|read_file|
+//   reset_run|free_port", ...}
 // answered by {"ok": true, ...} or {"ok": false, "error": "..."}. Every request must carry the
 // agent's token (compared in constant time); CURVE encrypts the channel when the agent has a key
 // pair (its public key is then required by clients). Bad requests — unparsable JSON, a wrong
@@ -61,8 +62,10 @@ class AgentServer {
     bool exited = false;
     int status = 0;        // wait status; for adopted processes only "gone" is known (-1)
     int64_t started_ms = 0;
+    int64_t log_start = 0;  // the log's size when this start began (its output follows)
   };
-  nlohmann::json op_start(const nlohmann::json& r);
+  // reuse_running: a process of that name still running is the answer (start_many), not an error.
+  nlohmann::json op_start(const nlohmann::json& r, bool reuse_running = false);
   nlohmann::json op_signal(const nlohmann::json& r);
   nlohmann::json op_list(const nlohmann::json& r);
   nlohmann::json op_logs(const nlohmann::json& r);

@@ -3,8 +3,8 @@
 // liveness checks such as Redis heartbeats), restarts a failed process with exponential backoff
 // within a restart budget, adds and removes processes while running (scaling), and stops the
 // run in reverse group order. Single-threaded: everything runs on one Boost.Asio io_context
-// (signals and timers), no locks. Remote processes' readiness is polled with one request per
-// agent per tick (all agents at once).
+// (signals and timers), no locks. Remote processes are started, signalled and polled for
+// readiness with one request per agent per round, all agents at once.
 //
 // Processes are launched by the local backend (fork/exec in their own process group, stdout and
 // stderr appended to a per-process log file). A process is ready when its log shows a line that
@@ -105,9 +105,10 @@ class Scheduler {
   // Liveness: called every `every_s` for each running (ready) process; returning false means the
   // process is hung — it is killed (SIGKILL) and handled like a crash.
   void set_liveness_check(std::function<bool(const ProcInfo&)> alive, double every_s);
-  // The agent that runs processes whose spec.host is `host`. A call to it blocks the loop for at
-  // most its timeout, or its short suspect timeout once it has missed a deadline; the periodic
-  // `list` goes to all agents at once (AgentClient::try_call_all).
+  // The agent that runs processes whose spec.host is `host`. Every round of calls (a group's
+  // starts, the signals of one handler, the periodic `list`, readiness) goes to all agents at
+  // once and blocks the loop for at most the longest of their timeouts, or the short suspect
+  // timeout of an agent that has missed a deadline (AgentClient::try_call_each).
   void set_agent(const std::string& host, std::shared_ptr<AgentClient> agent);
   // A process already running under an agent (found by `list` when a run resumes): taken over
   // as running instead of being started again. Call before start().
@@ -125,7 +126,14 @@ class Scheduler {
  private:
   enum class Phase { kIdle, kStarting, kRunning, kStopping, kDone };
   struct Impl;
-  void launch(ProcInfo& p);
+  // Starts these processes: local ones forked one by one, remote ones with one start_many
+  // request per agent, all agents at once. A remote start the agent refuses stops the run
+  // (kFailed); one it does not answer counts as a failed start (backoff, restart budget).
+  void launch_all(const std::vector<ProcInfo*>& procs);
+  void launch_local(ProcInfo& p);
+  // Sends the queued remote signals: one signal_many request per agent, all agents at once.
+  // Called at the end of every handler and public entry point.
+  void flush_signals();
   void tick();
   void on_sigchld();
   void handle_exit(ProcInfo& p, int status, const std::string& how_override = "");
@@ -156,6 +164,7 @@ class Scheduler {
   double alive_every_s_ = 0, next_alive_check_ = 0;
   std::map<std::string, std::shared_ptr<AgentClient>> agents_;
   std::map<std::string, double> agent_last_ok_;
+  std::map<std::string, std::vector<std::pair<std::string, int>>> pending_signals_;  // host -> (name, signal)
   double next_agent_poll_ = 0;
 };
 
