@@ -71,7 +71,15 @@ PpoActor::PpoActor(PpoActorOptions options) : impl_(std::make_unique<Impl>()) {
   so.layout.action_dtype = s.box_actions ? core::DType::kFloat32 : core::DType::kInt64;
   if (spec.action_space.kind != envs::SpaceKind::kDiscrete) so.layout.action_shape = {spec.action_space.numel()};
   s.assembler = std::make_unique<replay::SequenceAssembler>(so);
-  s.writer = std::make_unique<replay::ReplayWriter>(s.opts.writer);
+  // While a full queue holds an append, the weights are still taken in: a finished learner ends
+  // the wait at once (nothing will read the batch), and the next steps use the newest policy.
+  auto user_interrupt = s.opts.writer.interrupt;
+  replay::ReplayWriterOptions wo = s.opts.writer;
+  wo.interrupt = [&s, user_interrupt] {
+    s.poll_weights();
+    return s.stats.learner_finished || (user_interrupt && user_interrupt());
+  };
+  s.writer = std::make_unique<replay::ReplayWriter>(wo);
   if (!s.opts.weights_endpoint.empty()) {
     s.weights = std::make_unique<WeightsSubscriber>(s.opts.weights_endpoint, s.opts.model_description,
                                                    s.opts.weights_client_keys, s.opts.weights_server_key);

@@ -125,6 +125,12 @@ SacActor::SacActor(SacActorOptions options) : impl_(std::make_unique<Impl>()) {
   }
   replay::ReplayWriterOptions wo = o.writer;
   wo.kind = replay::ItemKind::kTransition;
+  // While the rate limiter holds an append, the weights are still taken in: a finished learner
+  // ends the wait at once (nothing will read the batch), and the next steps use the newest policy.
+  wo.interrupt = [&s, user_interrupt = o.writer.interrupt] {
+    s.poll_weights();
+    return s.stats.learner_finished || (user_interrupt && user_interrupt());
+  };
   s.writer = std::make_unique<replay::ReplayWriter>(wo);
   if (!o.weights_endpoint.empty()) {
     s.weights = std::make_unique<WeightsSubscriber>(o.weights_endpoint, o.model_description, o.weights_client_keys,

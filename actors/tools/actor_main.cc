@@ -101,7 +101,7 @@ void final_flush(Actor& actor, F flush) {
   actor.poll_weights();
   const bool finished = actor.stats().learner_finished;
   try {
-    flush(finished ? 200 : 2000);
+    flush(finished ? 50 : 2000);  // finished: acks of what the table takes at once, over a LAN
   } catch (const orchard::Error& e) {
     if (finished)
       spdlog::info("the learner has finished: experience it will not read is left out ({})", e.what());
@@ -179,6 +179,9 @@ int main(int argc, char** argv) {
     w.actor_id = actor_id;
     w.table = spec.table;
     w.name = "actor-" + std::to_string(actor_id) + "-" + std::to_string(::getpid());
+    // SIGTERM (a scale-down, the run's stop) ends a wait for the table at once; so does the
+    // learner's final broadcast (the actors add that check).
+    w.interrupt = [] { return orchard::core::Shutdown::requested(); };
     orchard::core::CurveKeyPair client_keys;
     std::string server_key;
     if (!spec.curve_keys.empty()) {  // CURVE on the replay and weights sockets
@@ -199,7 +202,7 @@ int main(int argc, char** argv) {
       o.model.conv_channels = spec.ppo.conv_channels;
       w.kind = orchard::replay::ItemKind::kSequence;
       w.sequence_length = o.segment_length;
-      w.block_timeout_ms = 250;  // a full queue: the learner is behind (drive() polls the weights, waits on)
+      w.block_timeout_ms = 250;  // a full queue: the learner is behind (drive() heartbeats, waits on)
       o.writer = w;
       o.weights_endpoint = spec.weights_endpoint;
       o.model_description = spec.model_description();

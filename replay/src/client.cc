@@ -495,14 +495,26 @@ void ReplayWriter::append(const std::vector<core::TensorView>& columns, uint32_t
   const int64_t deadline = I.options.block_timeout_ms < 0
                                ? INT64_MAX
                                : now_ns() + static_cast<int64_t>(I.options.block_timeout_ms) * kNsPerMs;
+  const int64_t every_ns = std::max(1, I.options.interrupt_every_ms) * kNsPerMs;
+  const int64_t waiting_since = now_ns();
+  int64_t next_interrupt_check = waiting_since + every_ns;
   while (I.pending.size() >= I.credits()) {
-    if (now_ns() >= deadline) {
+    const int64_t now = now_ns();
+    if (now >= deadline) {
       throw ReplayError(v1::DEADLINE_EXCEEDED, I.endpoint,
                         "append blocked for " + std::to_string(I.options.block_timeout_ms) + " ms: " +
                             std::to_string(I.pending.size()) + " batches un-acknowledged (credits " +
                             std::to_string(I.credits()) + ", writer '" + I.options.name + "')");
     }
-    I.step(deadline);
+    if (I.options.interrupt && now >= next_interrupt_check) {
+      next_interrupt_check = now + every_ns;
+      if (I.options.interrupt())
+        throw ReplayError(v1::DEADLINE_EXCEEDED, I.endpoint,
+                          "append interrupted after " + std::to_string((now - waiting_since) / kNsPerMs) +
+                              " ms of waiting for a credit (" + std::to_string(I.pending.size()) +
+                              " batches un-acknowledged, writer '" + I.options.name + "')");
+    }
+    I.step(I.options.interrupt ? std::min(deadline, next_interrupt_check) : deadline);
   }
   Impl::Batch b;
   b.seq = I.next_seq++;

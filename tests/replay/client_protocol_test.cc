@@ -297,6 +297,37 @@ TEST(ReplayWriterProtocol, BlocksAtCreditsThenTimesOutNamingShard) {
   EXPECT_EQ(w2.credits(), 2u);
 }
 
+// An actor whose learner has finished (or that is asked to stop) must not sit out the whole block
+// timeout: the interrupt, asked every interrupt_every_ms while append waits, ends the wait.
+TEST(ReplayWriterProtocol, AnInterruptEndsTheWaitForACreditEarly) {
+  FakeShard shard([&](const Message&) -> std::unique_ptr<MessageBuilder> { return nullptr; });  // never acks
+  auto o = writer_options(shard.endpoint());
+  o.credits = 2;
+  o.block_timeout_ms = 5000;
+  o.insert_timeout_ms = 100;
+  o.ack_timeout_ms = 60000;
+  int asked = 0;
+  o.interrupt = [&asked] { return ++asked >= 5; };
+  o.interrupt_every_ms = 20;
+  ReplayWriter w(o);
+  Batch b(1);
+  w.append(b.views, 1);
+  w.append(b.views, 1);
+  EXPECT_EQ(asked, 0);  // not asked while credits are free
+  core::Stopwatch sw;
+  try {
+    w.append(b.views, 1);
+    FAIL() << "append did not block at the credit limit";
+  } catch (const ReplayError& e) {
+    EXPECT_EQ(e.code(), v1::DEADLINE_EXCEEDED);  // retryable, like the block timeout
+    EXPECT_NE(std::string(e.what()).find("append interrupted after"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(asked, 5);
+  EXPECT_GE(sw.elapsed_s(), 0.08);  // asked every 20 ms, not in a busy loop
+  EXPECT_LT(sw.elapsed_s(), 2.0);   // far from the 5 s block timeout
+  EXPECT_EQ(w.in_flight(), 2u);     // the interrupted batch was not taken
+}
+
 TEST(ReplayWriterProtocol, LostAcksMakeItResendEveryUnackedBatchInOrder) {
   // The shard "restarts" after the first two batches: it never answers their first delivery.
   std::vector<uint64_t> order;

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <random>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -110,6 +111,11 @@ struct ReplayWriterOptions {
   int ack_timeout_ms = 5000;
   uint32_t insert_timeout_ms = 1000;   // ExperienceBatch.timeout_ms: how long the shard may block it
   int block_timeout_ms = 60000;        // append() waiting for a credit gives up after this; < 0: never
+  // While append() waits for a credit it calls this every interrupt_every_ms; true ends the wait
+  // at once as if block_timeout_ms had passed (DEADLINE_EXCEEDED, the batch is not appended). An
+  // actor ends its wait when the learner has finished or the process is asked to stop. Empty: none.
+  std::function<bool()> interrupt;
+  int interrupt_every_ms = 20;
   int retry_backoff_ms = 20;           // wait before resending a batch the shard asked to resend
   // Keep the keys from acks for take_acked_keys() (they accumulate until taken).
   bool collect_keys = false;
