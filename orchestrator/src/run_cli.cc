@@ -500,6 +500,9 @@ int LocalRun::run() {
   io.run();
   signals.cancel();
   control_timer.cancel();
+  // Nothing left behind on the hosts: a remote process the scheduler lost track of is killed.
+  for (const auto& left : sched_->sweep_remote())
+    std::cout << "[sweep] " << left << " was still running after the run ended; killed" << std::endl;
 
   nlohmann::json result;
   const std::string result_path = spec_.run_dir + "/result.json";

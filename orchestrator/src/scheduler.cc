@@ -276,6 +276,7 @@ void Scheduler::launch_all(const std::vector<ProcInfo*>& procs) {
         // The agent may be briefly unreachable: the start counts as a failed one and is tried
         // again after the backoff, within the restart budget. A start that did happen is found
         // then: start_many answers with the process it already runs.
+        start_unanswered_.insert(p.spec.name);
         handle_exit(p, -1, "could not be started: agent " + p.spec.host + " did not answer 'start_many' in time");
         continue;
       }
@@ -288,6 +289,7 @@ void Scheduler::launch_all(const std::vector<ProcInfo*>& procs) {
         refuse(p, "on " + p.spec.host + ": " + (e.is_object() ? e.value("error", std::string("no pid")) : "no pid"));
         continue;
       }
+      start_unanswered_.erase(p.spec.name);
       p.pid = e.value("pid", -1);
       // Readiness is read from the log: skip what earlier incarnations wrote (the agent says where
       // this start's output begins).
@@ -509,8 +511,41 @@ void Scheduler::stop(RunOutcome outcome, const std::string& reason) {
   group_stop_deadline_ = 0;
   for (auto& [name, p] : procs_)
     if (p.state == ProcState::kBackoff || p.state == ProcState::kPending) p.state = ProcState::kExited;
+  // A remote start whose reply never came may have happened all the same: signal by name (the
+  // agent signals whatever runs under it for this run, if anything).
+  for (const auto& name : start_unanswered_) {
+    const ProcInfo& p = procs_.at(name);
+    if (p.pid <= 0 && !p.spec.host.empty()) pending_signals_[p.spec.host].emplace_back(name, SIGTERM);
+  }
   advance_stop();
   flush_signals();
+}
+
+std::vector<std::string> Scheduler::sweep_remote() {
+  std::vector<std::string> killed;
+  if (agents_.empty()) return killed;
+  std::vector<std::string> hosts;
+  std::vector<AgentClient*> asked;
+  for (auto& [host, agent] : agents_) {
+    hosts.push_back(host);
+    asked.push_back(agent.get());
+  }
+  std::vector<nlohmann::json> replies;
+  AgentClient::try_call_all(asked, {{"op", "list"}, {"run", options_.run}}, &replies);
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    if (!replies[i].is_object() || !replies[i].contains("procs") || !replies[i]["procs"].is_array()) continue;
+    for (const auto& r : replies[i]["procs"]) {
+      if (!r.is_object() || !r.value("running", false)) continue;
+      const std::string name = r.value("name", "");
+      const int pid = r.value("pid", -1);
+      auto it = procs_.find(name);
+      if (it != procs_.end() && it->second.pid == pid && it->second.pid > 0) continue;  // ours, still supervised
+      pending_signals_[hosts[i]].emplace_back(name, SIGKILL);
+      killed.push_back(name + "@" + hosts[i] + " (pid " + std::to_string(pid) + ")");
+    }
+  }
+  flush_signals();
+  return killed;
 }
 
 void Scheduler::advance_stop() {

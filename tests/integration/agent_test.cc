@@ -330,7 +330,8 @@ TEST(Agent, SilentAgentsCostOneTimeoutPerRoundAndThenOnlyAShortOne) {
 // agents at once, and stops it with one signal_many per agent. Agent b is frozen (SIGSTOP: its
 // VM hangs) when the group starts: its three starts cost the round one timeout together (one
 // after the other they would cost three), count as failed starts, and are tried again after the
-// backoff; once b wakes up they start, each exactly once on b, and the run stops cleanly.
+// backoff; once b wakes up they start, each exactly once on b, and the run stops cleanly. Then
+// the end-of-run sweep, and a start the agent refuses.
 TEST(Agent, AGroupOnSeveralAgentsStartsInOneRoundAndAFrozenAgentCostsItOneTimeout) {
   namespace oo = orchard::orchestrator;
   Dir d("batch");
@@ -432,6 +433,24 @@ TEST(Agent, AGroupOnSeveralAgentsStartsInOneRoundAndAFrozenAgentCostsItOneTimeou
       EXPECT_NE(::kill(p.value("pid", -1), 0), 0) << name;
     }
   }
+
+  // The sweep at the end of a run: nothing was left behind; a process the scheduler does not
+  // supervise (started under the run's name behind its back) is found and killed.
+  EXPECT_TRUE(sched.sweep_remote().empty());
+  const int stray = clients[0]->call({{"op", "start"}, {"run", "batch"}, {"name", "stray"},
+                                      {"argv", {"/bin/sh", "-c", "sleep 60"}}}).value("pid", -1);
+  ASSERT_GT(stray, 0);
+  const auto swept = sched.sweep_remote();
+  ASSERT_EQ(swept.size(), 1u);
+  EXPECT_EQ(swept[0], "stray@a (pid " + std::to_string(stray) + ")");
+  std::string stray_exit;
+  for (int i = 0; i < 100 && stray_exit.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const auto listed = clients[0]->call({{"op", "list"}, {"run", "batch"}});
+    for (const auto& p : listed["procs"])
+      if (p.value("name", "") == "stray" && !p.value("running", true)) stray_exit = p.value("exit", std::string());
+  }
+  EXPECT_EQ(stray_exit, "signal 9");
 
   // A start the agent refuses (no such program there) stops the run at once with its reason;
   // what did start is stopped.

@@ -15,6 +15,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -110,6 +111,10 @@ class Scheduler {
   // once and blocks the loop for at most the longest of their timeouts, or the short suspect
   // timeout of an agent that has missed a deadline (AgentClient::try_call_each).
   void set_agent(const std::string& host, std::shared_ptr<AgentClient> agent);
+  // After the run is done: asks every agent for this run's processes and kills (SIGKILL) those
+  // still running that the scheduler does not supervise (a start whose reply was lost while the
+  // run ended). Returns them as "name@host (pid N)"; empty when nothing was left behind.
+  std::vector<std::string> sweep_remote();
   // A process already running under an agent (found by `list` when a run resumes): taken over
   // as running instead of being started again. Call before start().
   void adopt(const std::string& name, pid_t pid);
@@ -165,6 +170,7 @@ class Scheduler {
   std::map<std::string, std::shared_ptr<AgentClient>> agents_;
   std::map<std::string, double> agent_last_ok_;
   std::map<std::string, std::vector<std::pair<std::string, int>>> pending_signals_;  // host -> (name, signal)
+  std::set<std::string> start_unanswered_;  // remote processes whose latest start got no reply
   double next_agent_poll_ = 0;
 };
 
