@@ -7,10 +7,15 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/post.hpp>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <deque>
 #include <fstream>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include "orchard/core/error.h"
 #include "orchard/orchestrator/agent.h"
@@ -42,27 +47,117 @@ std::string describe_status(int status) {
 }
 }  // namespace
 
+namespace {
+
+// The agents are called from one worker thread, so a round (all agents at once, up to one
+// timeout) never holds the event loop: a job's completion is posted back to the io_context and
+// runs there like any other handler. Jobs run in submission order, so a signal_many queued after
+// a start_many for the same process reaches the agent after it. AgentClients are not
+// thread-safe: while the worker exists only it calls them (drain() before using them directly).
+class AgentRounds {
+ public:
+  using Done = std::function<void(std::vector<nlohmann::json>)>;
+  AgentRounds(boost::asio::io_context& io, std::shared_ptr<bool> alive) : io_(io), alive_(std::move(alive)) {}
+  ~AgentRounds() { stop(); }
+
+  void submit(std::vector<AgentClient*> agents, std::vector<nlohmann::json> requests, Done done) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;  // the scheduler is going away
+    if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+    jobs_.push_back({std::move(agents), std::move(requests), std::move(done)});
+    ++unfinished_;
+    cv_.notify_all();
+  }
+  // Blocks until every submitted round has been made (completions posted, not yet run).
+  void drain() {
+    std::unique_lock<std::mutex> lock(mu_);
+    idle_cv_.wait(lock, [this] { return unfinished_ == 0; });
+  }
+  // Ends the worker; rounds not yet started are dropped.
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      unfinished_ -= static_cast<int>(jobs_.size());
+      jobs_.clear();
+      cv_.notify_all();
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  struct Job {
+    std::vector<AgentClient*> agents;
+    std::vector<nlohmann::json> requests;
+    Done done;
+  };
+  void loop() {
+    for (;;) {
+      Job job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+        if (stopping_) return;
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      std::vector<nlohmann::json> replies;
+      try {
+        AgentClient::try_call_each(job.agents, job.requests, &replies);
+      } catch (const std::exception&) {
+        replies.assign(job.agents.size(), nlohmann::json());  // as if none had answered
+      }
+      if (job.done)
+        boost::asio::post(io_, [alive = alive_, done = std::move(job.done), replies = std::move(replies)]() mutable {
+          if (*alive) done(std::move(replies));
+        });
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--unfinished_ == 0) idle_cv_.notify_all();
+    }
+  }
+  boost::asio::io_context& io_;
+  std::shared_ptr<bool> alive_;  // false once the scheduler is gone: completions are then dropped
+  std::mutex mu_;
+  std::condition_variable cv_, idle_cv_;
+  std::deque<Job> jobs_;
+  int unfinished_ = 0;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
 struct Scheduler::Impl {
-  explicit Impl(boost::asio::io_context& io) : io(io), sigchld(io, SIGCHLD), timer(io) {}
+  explicit Impl(boost::asio::io_context& io)
+      : io(io), sigchld(io, SIGCHLD), timer(io), alive(std::make_shared<bool>(true)), rounds(io, alive) {}
   boost::asio::io_context& io;
   boost::asio::signal_set sigchld;
   boost::asio::steady_timer timer;
   std::map<std::string, double> restart_at;  // kBackoff: when to start again
   std::set<std::string> gang_failing;        // gangs with a member down, until they restart
   std::map<std::string, double> kill_at;     // kStopping: SIGKILL after this
+  std::shared_ptr<bool> alive;
+  AgentRounds rounds;
+  bool poll_in_flight = false, logs_in_flight = false, signals_in_flight = false;
+  std::set<std::string> launching;           // remote starts sent, not answered yet
 };
 
 Scheduler::Scheduler(boost::asio::io_context& io, SchedulerOptions options)
     : impl_(std::make_unique<Impl>(io)), options_(options) {}
 
 Scheduler::~Scheduler() {
+  // The worker first: from here on this thread calls the agents itself.
+  *impl_->alive = false;
+  impl_->rounds.stop();
   for (auto& [name, p] : procs_) {
-    if (p.pid <= 0) continue;
+    if (p.pid <= 0) {
+      // A start in flight (or unanswered) may have happened: kill by name.
+      if (!p.spec.host.empty() && (impl_->launching.count(name) || start_unanswered_.count(name)))
+        pending_signals_[p.spec.host].emplace_back(name, SIGKILL);
+      continue;
+    }
     if (!p.spec.host.empty()) {
-      try {
-        send_signal(p, SIGKILL);
-      } catch (const std::exception&) {
-      }
+      send_signal(p, SIGKILL);
       continue;
     }
     ::kill(p.pid, SIGKILL);
@@ -71,7 +166,7 @@ Scheduler::~Scheduler() {
     p.pid = -1;
   }
   try {
-    flush_signals();
+    flush_signals(/*wait=*/true);
   } catch (const std::exception&) {
   }
 }
@@ -110,8 +205,8 @@ void Scheduler::send_signal(ProcInfo& p, int sig) {
   queued.emplace_back(p.spec.name, sig);
 }
 
-void Scheduler::flush_signals() {
-  if (pending_signals_.empty()) return;
+void Scheduler::flush_signals(bool wait) {
+  if (pending_signals_.empty() || (impl_->signals_in_flight && !wait)) return;
   std::vector<AgentClient*> agents;
   std::vector<nlohmann::json> requests;
   for (const auto& [host, queued] : pending_signals_) {
@@ -126,16 +221,26 @@ void Scheduler::flush_signals() {
   // An agent that does not answer keeps its processes: they are signalled again (a stop's
   // SIGKILL every tick, a hung process at its next check) or counted as failed once the agent
   // has been silent for agent_lost_s.
-  std::vector<nlohmann::json> replies;
-  AgentClient::try_call_each(agents, requests, &replies);
+  if (wait) {
+    std::vector<nlohmann::json> replies;
+    AgentClient::try_call_each(agents, requests, &replies);
+    return;
+  }
+  // One signal round at a time: what is queued meanwhile (deduplicated) goes out with the next,
+  // so a silent agent cannot pile up rounds behind its timeouts.
+  impl_->signals_in_flight = true;
+  impl_->rounds.submit(std::move(agents), std::move(requests), [this](std::vector<nlohmann::json>) {
+    impl_->signals_in_flight = false;
+    flush_signals();
+  });
 }
 
 // Remote processes: exits come from the agents' `list`; an agent silent for agent_lost_s makes
 // its processes count as failed ("agent unreachable").
 void Scheduler::poll_agents() {
-  const double now = steady_seconds();
-  // Every agent with live processes is asked at once (AgentClient::try_call_all): a silent one
-  // costs the round one timeout, and a suspect one only its short timeout.
+  // Every agent with live processes is asked at once: a silent one costs the round one timeout,
+  // and a suspect one only its short timeout; the round runs on the agents' worker, and its
+  // replies are handled here when it is done.
   std::vector<std::string> hosts;
   std::vector<AgentClient*> asked;
   for (auto& [host, agent] : agents_) {
@@ -146,8 +251,18 @@ void Scheduler::poll_agents() {
     asked.push_back(agent.get());
   }
   if (asked.empty()) return;
-  std::vector<nlohmann::json> replies;
-  AgentClient::try_call_all(asked, {{"op", "list"}, {"run", options_.run}}, &replies);
+  impl_->poll_in_flight = true;
+  std::vector<nlohmann::json> requests(asked.size(), {{"op", "list"}, {"run", options_.run}});
+  impl_->rounds.submit(std::move(asked), std::move(requests), [this, hosts](std::vector<nlohmann::json> replies) {
+    impl_->poll_in_flight = false;
+    if (phase_ == Phase::kDone) return;
+    on_agent_lists(hosts, replies);
+    flush_signals();
+  });
+}
+
+void Scheduler::on_agent_lists(const std::vector<std::string>& hosts, const std::vector<nlohmann::json>& replies) {
+  const double now = steady_seconds();
   for (size_t i = 0; i < hosts.size(); ++i) {
     const std::string& host = hosts[i];
     const nlohmann::json& reply = replies[i];
@@ -245,11 +360,15 @@ void Scheduler::launch_all(const std::vector<ProcInfo*>& procs) {
       refuse(*p, e.what());
     }
   }
+  if (!refused.empty()) stop(RunOutcome::kFailed, refused);
+  if (by_host.empty() || phase_ == Phase::kStopping || phase_ == Phase::kDone) return;
   std::vector<AgentClient*> agents;
   std::vector<nlohmann::json> requests;
-  std::vector<std::vector<ProcInfo*>*> batches;
+  std::vector<std::vector<std::string>> batches;  // names, in each request's order
+  const double now = steady_seconds();
   for (auto& [host, batch] : by_host) {
     nlohmann::json starts = nlohmann::json::array();
+    batches.emplace_back();
     for (ProcInfo* p : batch) {
       nlohmann::json files = nlohmann::json::object();
       for (const auto& [f, content] : p->spec.files) files[f] = content;
@@ -258,51 +377,79 @@ void Scheduler::launch_all(const std::vector<ProcInfo*>& procs) {
                         {"env", p->spec.env},
                         {"cpus", p->spec.cpus},
                         {"files", files}});
+      // Starting, without a pid until the agent answers (on_started).
+      p->state = ProcState::kStarting;
+      p->pid = -1;
+      p->started_at = now;
+      impl_->launching.insert(p->spec.name);
+      batches.back().push_back(p->spec.name);
     }
     agents.push_back(agents_.at(host).get());
     requests.push_back({{"op", "start_many"}, {"run", options_.run}, {"starts", starts}});
-    batches.push_back(&batch);
   }
-  std::vector<nlohmann::json> replies;
-  if (!agents.empty()) AgentClient::try_call_each(agents, requests, &replies);
-  for (size_t i = 0; i < agents.size(); ++i) {
+  impl_->rounds.submit(std::move(agents), std::move(requests), [this, batches](std::vector<nlohmann::json> replies) {
+    on_started(batches, replies);
+    flush_signals();
+  });
+}
+
+void Scheduler::on_started(const std::vector<std::vector<std::string>>& batches,
+                           const std::vector<nlohmann::json>& replies) {
+  std::string refused;  // the first start an agent refused: the run cannot go on without it
+  const double now = steady_seconds();
+  for (size_t i = 0; i < batches.size(); ++i) {
     const nlohmann::json& reply = replies[i];
     const bool answered = reply.is_object();
     const bool usable = answered && reply.value("ok", false) && reply.contains("started") &&
-                        reply["started"].is_array() && reply["started"].size() == batches[i]->size();
-    for (size_t k = 0; k < batches[i]->size(); ++k) {
-      ProcInfo& p = *(*batches[i])[k];
+                        reply["started"].is_array() && reply["started"].size() == batches[i].size();
+    for (size_t k = 0; k < batches[i].size(); ++k) {
+      const std::string& name = batches[i][k];
+      impl_->launching.erase(name);
+      ProcInfo& p = procs_.at(name);
+      // Still wanted? The run may have begun to stop, the process been scaled away, or its gang
+      // gone down while the request was out.
+      const bool unwanted = phase_ == Phase::kStopping || phase_ == Phase::kDone || removed_.count(name) ||
+                            (!p.spec.gang.empty() && impl_->gang_failing.count(p.spec.gang));
       if (!answered) {
         // The agent may be briefly unreachable: the start counts as a failed one and is tried
         // again after the backoff, within the restart budget. A start that did happen is found
         // then: start_many answers with the process it already runs.
-        start_unanswered_.insert(p.spec.name);
+        start_unanswered_.insert(name);
+        if (unwanted) pending_signals_[p.spec.host].emplace_back(name, SIGTERM);  // in case it did start
         handle_exit(p, -1, "could not be started: agent " + p.spec.host + " did not answer 'start_many' in time");
         continue;
       }
-      if (!usable) {
-        refuse(p, "agent " + p.spec.host + ": " + reply.value("error", std::string("a reply without 'started'")));
+      const nlohmann::json* e = usable ? &reply["started"][k] : nullptr;
+      if (!e || !e->is_object() || e->contains("error") || e->value("pid", -1) <= 0) {
+        const std::string why =
+            !usable ? "agent " + p.spec.host + ": " + reply.value("error", std::string("a reply without 'started'"))
+                    : "on " + p.spec.host + ": " + (e->is_object() ? e->value("error", std::string("no pid")) : "no pid");
+        p.state = ProcState::kExited;
+        p.pid = -1;
+        emit("failed", name, "could not be started: " + why);
+        if (refused.empty() && !unwanted) refused = name + " could not be started: " + why;
         continue;
       }
-      const nlohmann::json& e = reply["started"][k];
-      if (!e.is_object() || e.contains("error") || e.value("pid", -1) <= 0) {
-        refuse(p, "on " + p.spec.host + ": " + (e.is_object() ? e.value("error", std::string("no pid")) : "no pid"));
-        continue;
-      }
-      start_unanswered_.erase(p.spec.name);
-      p.pid = e.value("pid", -1);
+      start_unanswered_.erase(name);
+      p.pid = e->value("pid", -1);
       // Readiness is read from the log: skip what earlier incarnations wrote (the agent says where
       // this start's output begins).
-      log_offsets_[p.spec.name] = static_cast<size_t>(e.value("log_size", int64_t{0}));
-      log_pending_[p.spec.name].clear();
+      log_offsets_[name] = static_cast<size_t>(e->value("log_size", int64_t{0}));
+      log_pending_[name].clear();
       p.state = ProcState::kStarting;
-      p.started_at = steady_seconds();
-      emit("start", p.spec.name,
+      p.started_at = now;
+      emit("start", name,
            "pid " + std::to_string(p.pid) + " on " + p.spec.host +
-               (e.value("already_running", false) ? " (already running)" : ""));
+               (e->value("already_running", false) ? " (already running)" : ""));
+      if (unwanted) {
+        send_signal(p, SIGTERM);
+        p.state = ProcState::kStopping;
+        impl_->kill_at[name] = now + options_.stop_timeout_s;
+      }
     }
   }
   if (!refused.empty()) stop(RunOutcome::kFailed, refused);
+  if (phase_ == Phase::kStopping) advance_stop();  // it may have been waiting for these answers
 }
 
 void Scheduler::launch_local(ProcInfo& p) {
@@ -325,37 +472,64 @@ void Scheduler::launch_local(ProcInfo& p) {
   emit("start", p.spec.name, "pid " + std::to_string(p.pid));
 }
 
-void Scheduler::read_remote_logs(std::map<std::string, std::string>* chunks) {
+void Scheduler::read_remote_logs() {
   // Every starting remote process's new log output: one logs_many request per agent, all agents
-  // at once, so readiness polling costs a round one agent timeout at most, not one per process.
+  // at once, on the agents' worker; on_remote_logs takes the replies. One round at a time.
+  if (impl_->logs_in_flight) return;
   std::map<std::string, std::vector<std::string>> by_host;
   for (auto& [name, p] : procs_)
-    if (p.state == ProcState::kStarting && !p.spec.host.empty()) by_host[p.spec.host].push_back(name);
+    if (p.state == ProcState::kStarting && !p.spec.host.empty() && p.pid > 0) by_host[p.spec.host].push_back(name);
   if (by_host.empty()) return;
   std::vector<AgentClient*> agents;
   std::vector<nlohmann::json> requests;
   std::vector<std::string> hosts;
+  std::map<std::string, pid_t> asked;  // name -> the pid its read is for
   for (const auto& [host, names] : by_host) {
     auto it = agents_.find(host);
     if (it == agents_.end()) continue;
     nlohmann::json reads = nlohmann::json::array();
-    for (const auto& n : names) reads.push_back({{"name", n}, {"offset", static_cast<int64_t>(log_offsets_[n])}});
+    for (const auto& n : names) {
+      reads.push_back({{"name", n}, {"offset", static_cast<int64_t>(log_offsets_[n])}});
+      asked[n] = procs_.at(n).pid;
+    }
     agents.push_back(it->second.get());
     requests.push_back({{"op", "logs_many"}, {"run", options_.run}, {"reads", reads}});
     hosts.push_back(host);
   }
-  std::vector<nlohmann::json> replies;
-  AgentClient::try_call_each(agents, requests, &replies);
+  impl_->logs_in_flight = true;
+  impl_->rounds.submit(std::move(agents), std::move(requests),
+                       [this, hosts, asked](std::vector<nlohmann::json> replies) {
+                         impl_->logs_in_flight = false;
+                         if (phase_ == Phase::kDone) return;
+                         on_remote_logs(hosts, asked, replies);
+                         flush_signals();
+                       });
+}
+
+void Scheduler::on_remote_logs(const std::vector<std::string>& hosts, const std::map<std::string, pid_t>& asked,
+                               const std::vector<nlohmann::json>& replies) {
+  const double now = steady_seconds();
+  bool became_ready = false;
   for (size_t i = 0; i < replies.size(); ++i) {
     if (replies[i].is_null() || !replies[i].value("ok", false) || !replies[i].contains("logs")) continue;
     for (const auto& entry : replies[i]["logs"]) {
       const std::string name = entry.value("name", "");
       auto it = procs_.find(name);
-      if (it == procs_.end() || it->second.spec.host != hosts[i] || entry.contains("error")) continue;
+      auto was = asked.find(name);
+      if (it == procs_.end() || it->second.spec.host != hosts[i] || entry.contains("error") || was == asked.end())
+        continue;
+      ProcInfo& p = it->second;
+      if (p.pid != was->second || p.state != ProcState::kStarting) continue;  // restarted or changed meanwhile
       log_offsets_[name] = static_cast<size_t>(entry.value("offset", static_cast<int64_t>(log_offsets_[name])));
-      (*chunks)[name] = entry.value("data", std::string());
+      const std::string chunk = entry.value("data", std::string());
+      if (log_shows_ready(p, &chunk)) {
+        p.state = ProcState::kRunning;
+        emit("ready", name, "after " + std::to_string(static_cast<int>((now - p.started_at) * 1000)) + " ms");
+        became_ready = true;
+      }
     }
   }
+  if (became_ready && phase_ == Phase::kStarting) advance_start();
 }
 
 bool Scheduler::log_shows_ready(ProcInfo& p, const std::string* remote_chunk) {
@@ -524,6 +698,7 @@ void Scheduler::stop(RunOutcome outcome, const std::string& reason) {
 std::vector<std::string> Scheduler::sweep_remote() {
   std::vector<std::string> killed;
   if (agents_.empty()) return killed;
+  impl_->rounds.drain();  // the worker's rounds are made: this thread may call the agents now
   std::vector<std::string> hosts;
   std::vector<AgentClient*> asked;
   for (auto& [host, agent] : agents_) {
@@ -544,20 +719,22 @@ std::vector<std::string> Scheduler::sweep_remote() {
       killed.push_back(name + "@" + hosts[i] + " (pid " + std::to_string(pid) + ")");
     }
   }
-  flush_signals();
+  flush_signals(/*wait=*/true);
   return killed;
 }
 
 void Scheduler::advance_stop() {
   // Highest group first; the next group gets SIGTERM once the current one has exited.
   for (;;) {
+    // A process whose start is still out counts as alive: its answer may bring a pid to stop.
+    auto alive = [this](const std::string& name, const ProcInfo& p) { return p.pid > 0 || impl_->launching.count(name); };
     bool current_alive = false;
     for (auto& [name, p] : procs_)
-      if (p.pid > 0 && p.spec.group == stopping_group_) current_alive = true;
+      if (alive(name, p) && p.spec.group == stopping_group_) current_alive = true;
     if (current_alive) return;
     int next = INT32_MIN;
     for (auto& [name, p] : procs_)
-      if (p.pid > 0 && p.spec.group < stopping_group_) next = std::max(next, p.spec.group);
+      if (alive(name, p) && p.spec.group < stopping_group_) next = std::max(next, p.spec.group);
     if (next == INT32_MIN) {
       // Every process has exited.
       for (auto& [name, p] : procs_)
@@ -584,23 +761,16 @@ void Scheduler::advance_stop() {
 void Scheduler::tick() {
   if (phase_ == Phase::kDone) return;
   double now = steady_seconds();
-  if (!agents_.empty() && now >= next_agent_poll_) {
+  if (!agents_.empty() && now >= next_agent_poll_ && !impl_->poll_in_flight) {
     next_agent_poll_ = now + options_.agent_poll_s;
     poll_agents();
-    if (phase_ == Phase::kDone) {
-      flush_signals();
-      return;
-    }
-    now = steady_seconds();
   }
-  // Readiness.
+  // Readiness: local logs are read here, remote ones by a round on the agents' worker.
   bool became_ready = false;
-  std::map<std::string, std::string> remote_chunks;
-  read_remote_logs(&remote_chunks);
+  read_remote_logs();
   for (auto& [name, p] : procs_) {
     if (p.state != ProcState::kStarting) continue;
-    auto chunk = remote_chunks.find(name);
-    if (log_shows_ready(p, chunk == remote_chunks.end() ? nullptr : &chunk->second)) {
+    if (p.spec.host.empty() && log_shows_ready(p)) {
       p.state = ProcState::kRunning;
       emit("ready", name, "after " + std::to_string(static_cast<int>((now - p.started_at) * 1000)) + " ms");
       became_ready = true;

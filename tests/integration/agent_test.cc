@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <regex>
 #include <thread>
@@ -330,8 +331,8 @@ TEST(Agent, SilentAgentsCostOneTimeoutPerRoundAndThenOnlyAShortOne) {
 // agents at once, and stops it with one signal_many per agent. Agent b is frozen (SIGSTOP: its
 // VM hangs) when the group starts: its three starts cost the round one timeout together (one
 // after the other they would cost three), count as failed starts, and are tried again after the
-// backoff; once b wakes up they start, each exactly once on b, and the run stops cleanly. Then
-// the end-of-run sweep, and a start the agent refuses.
+// backoff; once b wakes up they start, each exactly once on b, and the run stops cleanly. The
+// event loop is never held by the round. Then the end-of-run sweep, and a start the agent refuses.
 TEST(Agent, AGroupOnSeveralAgentsStartsInOneRoundAndAFrozenAgentCostsItOneTimeout) {
   namespace oo = orchard::orchestrator;
   Dir d("batch");
@@ -390,9 +391,23 @@ TEST(Agent, AGroupOnSeveralAgentsStartsInOneRoundAndAFrozenAgentCostsItOneTimeou
   guard.async_wait([&](const boost::system::error_code& ec) {
     if (!ec) io.stop();
   });
+  // The event loop keeps turning while the round waits for the frozen agent (the agents are
+  // called from the scheduler's worker thread): a 50 ms timer fires all along.
+  boost::asio::steady_timer beat(io);
+  int beats_before_answer = 0;
+  std::function<void()> arm_beat = [&] {
+    beat.expires_after(std::chrono::milliseconds(50));
+    beat.async_wait([&](const boost::system::error_code& ec) {
+      if (ec || done) return;
+      if (oo::steady_seconds() - t0 < 0.9) ++beats_before_answer;
+      arm_beat();
+    });
+  };
   t0 = oo::steady_seconds();
   sched.start();
+  arm_beat();
   io.run();
+  beat.cancel();
   ::kill(agents[1]->pid(), SIGCONT);
   std::string timeline;
   for (const auto& [t, e] : events) timeline += std::to_string(t) + " " + e.kind + " " + e.proc + " " + e.detail + "\n";
@@ -419,6 +434,7 @@ TEST(Agent, AGroupOnSeveralAgentsStartsInOneRoundAndAFrozenAgentCostsItOneTimeou
     }
   }
   EXPECT_GE(failed_starts, 3);
+  EXPECT_GE(beats_before_answer, 10) << "the event loop was held while the agents were called";
   ASSERT_EQ(last_start.size(), 6u);
   // Each worker runs once on its agent, with the pid the scheduler knew; none is left running.
   for (int i = 0; i < 2; ++i) {

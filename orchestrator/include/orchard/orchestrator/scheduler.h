@@ -2,9 +2,11 @@
 // actors), waits for each to report ready, supervises them (exit status via SIGCHLD, optional
 // liveness checks such as Redis heartbeats), restarts a failed process with exponential backoff
 // within a restart budget, adds and removes processes while running (scaling), and stops the
-// run in reverse group order. Single-threaded: everything runs on one Boost.Asio io_context
-// (signals and timers), no locks. Remote processes are started, signalled and polled for
-// readiness with one request per agent per round, all agents at once.
+// run in reverse group order. Its state lives on one Boost.Asio io_context (signals, timers and
+// completions), no locks. Remote processes are started, signalled, listed and polled for
+// readiness with one request per agent per round, all agents at once; the rounds are made by a
+// worker thread, the only one that calls the agents while the scheduler exists, and their
+// answers come back to the io_context as completions, so a silent agent never holds the loop.
 //
 // Processes are launched by the local backend (fork/exec in their own process group, stdout and
 // stderr appended to a per-process log file). A process is ready when its log shows a line that
@@ -15,6 +17,8 @@
 
 #include <functional>
 #include <map>
+
+#include <nlohmann/json_fwd.hpp>
 #include <set>
 #include <memory>
 #include <string>
@@ -108,8 +112,10 @@ class Scheduler {
   void set_liveness_check(std::function<bool(const ProcInfo&)> alive, double every_s);
   // The agent that runs processes whose spec.host is `host`. Every round of calls (a group's
   // starts, the signals of one handler, the periodic `list`, readiness) goes to all agents at
-  // once and blocks the loop for at most the longest of their timeouts, or the short suspect
-  // timeout of an agent that has missed a deadline (AgentClient::try_call_each).
+  // once from the scheduler's worker thread and takes at most the longest of their timeouts, or
+  // the short suspect timeout of an agent that has missed a deadline (AgentClient::try_call_each);
+  // the loop goes on meanwhile. Do not call these clients yourself while the scheduler runs
+  // (sweep_remote() and the destructor wait for the worker first).
   void set_agent(const std::string& host, std::shared_ptr<AgentClient> agent);
   // After the run is done: asks every agent for this run's processes and kills (SIGKILL) those
   // still running that the scheduler does not supervise (a start whose reply was lost while the
@@ -136,9 +142,15 @@ class Scheduler {
   // (kFailed); one it does not answer counts as a failed start (backoff, restart budget).
   void launch_all(const std::vector<ProcInfo*>& procs);
   void launch_local(ProcInfo& p);
-  // Sends the queued remote signals: one signal_many request per agent, all agents at once.
-  // Called at the end of every handler and public entry point.
-  void flush_signals();
+  // The answers of a start_many round (names in each request's order).
+  void on_started(const std::vector<std::vector<std::string>>& batches, const std::vector<nlohmann::json>& replies);
+  // Sends the queued remote signals: one signal_many request per agent, all agents at once, on
+  // the agents' worker (wait: from this thread, when the worker is stopped or idle). Called at
+  // the end of every handler and public entry point.
+  void flush_signals(bool wait = false);
+  void on_agent_lists(const std::vector<std::string>& hosts, const std::vector<nlohmann::json>& replies);
+  void on_remote_logs(const std::vector<std::string>& hosts, const std::map<std::string, pid_t>& asked,
+                      const std::vector<nlohmann::json>& replies);
   void tick();
   void on_sigchld();
   void handle_exit(ProcInfo& p, int status, const std::string& how_override = "");
@@ -149,9 +161,9 @@ class Scheduler {
   void advance_start();
   void advance_stop();
   // A local process's log is read here; a remote one's new output comes in `remote_chunk`
-  // (read_remote_logs), nullptr when its agent did not answer.
+  // (read_remote_logs -> on_remote_logs).
   bool log_shows_ready(ProcInfo& p, const std::string* remote_chunk = nullptr);
-  void read_remote_logs(std::map<std::string, std::string>* chunks);
+  void read_remote_logs();
 
   std::unique_ptr<Impl> impl_;
   SchedulerOptions options_;
