@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -408,7 +409,16 @@ json AgentServer::handle(const std::string& text) {
       save_state();
       out = {{"reset", run}};
     } else if (op == "free_port") {
-      out = {{"port", core::free_loopback_port()}};
+      // {"count": n} (1-64, default 1): n distinct free ports in one request.
+      const int64_t count = r.value("count", int64_t{1});
+      if (count < 1 || count > 64) throw Error("field 'count' must be 1-64");
+      json ports = json::array();
+      std::set<int> seen;
+      while (static_cast<int64_t>(ports.size()) < count) {
+        const int port = core::free_loopback_port();
+        if (seen.insert(port).second) ports.push_back(port);
+      }
+      out = {{"port", ports[0]}, {"ports", ports}};
     } else {
       ++rejected_;
       return {{"ok", false}, {"error", "unknown op '" + op +
@@ -573,14 +583,30 @@ void AgentClient::try_call_each(const std::vector<AgentClient*>& agents, const s
   }
 }
 
+std::string AgentClient::failure(const std::string& op, const json& reply) const {
+  if (!reply.is_object())
+    return "agent " + name_ + " (" + endpoint_ + "): no reply to '" + op + "' within " + std::to_string(timeout_ms_) +
+           " ms (is `orchard agent` running there and reachable?)";
+  if (!reply.value("ok", false)) return "agent " + name_ + " (" + endpoint_ + "): " + reply.value("error", std::string("error"));
+  return "";
+}
+
+std::vector<json> AgentClient::call_each(const std::vector<AgentClient*>& agents, const std::vector<json>& requests) {
+  std::vector<json> replies;
+  try_call_each(agents, requests, &replies);
+  for (size_t i = 0; i < agents.size(); ++i) {
+    const std::string why = agents[i]->failure(requests[i].value("op", "?"), replies[i]);
+    if (!why.empty()) throw Error(why);
+  }
+  return replies;
+}
+
 json AgentClient::call(json request) {
   const std::string op = request.value("op", "?");
   json reply;
-  if (!try_call(request, &reply))
-    throw Error("agent " + name_ + " (" + endpoint_ + "): no reply to '" + op + "' within " +
-                std::to_string(timeout_ms_) + " ms (is `orchard agent` running there and reachable?)");
-  if (!reply.value("ok", false))
-    throw Error("agent " + name_ + " (" + endpoint_ + "): " + reply.value("error", std::string("error")));
+  if (!try_call(request, &reply)) reply = json();
+  const std::string why = failure(op, reply);
+  if (!why.empty()) throw Error(why);
   return reply;
 }
 

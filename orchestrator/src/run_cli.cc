@@ -70,32 +70,74 @@ Agents connect_agents(const RunSpec& spec) {
     const std::string token = read_token_file(h.token_file);
     std::string server_key;
     if (!h.server_key_file.empty()) server_key = core::load_curve_keys(h.server_key_file, false).public_key;
-    auto client = std::make_shared<orchestrator::AgentClient>(h.name, h.agent, token, server_key, 3000);
-    try {
-      client->call({{"op", "ping"}});
-    } catch (const Error& e) {
-      throw Error(std::string("host '") + h.name + "': " + e.what());
-    }
-    agents[h.name] = client;
+    agents[h.name] = std::make_shared<orchestrator::AgentClient>(h.name, h.agent, token, server_key, 3000);
+  }
+  // All pinged at once: start-up pays one round trip to the farthest agent, not one per agent.
+  std::vector<orchestrator::AgentClient*> all;
+  for (auto& [name, a] : agents) all.push_back(a.get());
+  std::vector<nlohmann::json> replies;
+  orchestrator::AgentClient::try_call_all(all, {{"op", "ping"}}, &replies);
+  for (size_t i = 0; i < all.size(); ++i) {
+    const std::string why = all[i]->failure("ping", replies[i]);
+    if (!why.empty()) throw Error("host '" + all[i]->name() + "': " + why);
   }
   return agents;
+}
+
+// The same request to every agent at once; any failure is an error naming the agent.
+std::map<std::string, nlohmann::json> call_all_agents(Agents& agents, const nlohmann::json& request) {
+  std::vector<orchestrator::AgentClient*> all;
+  for (auto& [name, a] : agents) all.push_back(a.get());
+  auto replies = orchestrator::AgentClient::call_each(all, std::vector<nlohmann::json>(all.size(), request));
+  std::map<std::string, nlohmann::json> out;
+  size_t i = 0;
+  for (auto& [name, a] : agents) out[name] = std::move(replies[i++]);
+  return out;
 }
 
 // Multi-host runs: each shard and the learner's weights socket bind on their host's address, on
 // a port that host says is free.
 void assign_endpoints(RunSpec& spec, Agents& agents) {
   if (!spec.multi_host() || !spec.replay_endpoints.empty()) return;
-  auto endpoint_on = [&](const std::string& host) {
-    if (host == "local") return "tcp://" + spec.orchestrator_address + ":" + std::to_string(core::free_loopback_port());
-    const auto* h = spec.host(host);
-    const int port = agents.at(host)->call({{"op", "free_port"}}).value("port", 0);
-    return "tcp://" + h->address + ":" + std::to_string(port);
-  };
-  std::vector<std::string> replay;
+  // Which host each endpoint binds on: the shards', the learner's weights socket, rank 0's
+  // rendezvous store. Every remote host is asked for all of its ports in one request, all hosts
+  // at once.
+  std::vector<std::string> on;
   for (int64_t i = 0; i < spec.replay_shards; ++i)
-    replay.push_back(endpoint_on(spec.placement.replay[static_cast<size_t>(i) % spec.placement.replay.size()]));
-  const std::string weights = endpoint_on(spec.placement.learner);
-  spec.set_endpoints(replay, weights, spec.learner.count > 1 ? endpoint_on(spec.placement.learner) : "");
+    on.push_back(spec.placement.replay[static_cast<size_t>(i) % spec.placement.replay.size()]);
+  on.push_back(spec.placement.learner);
+  if (spec.learner.count > 1) on.push_back(spec.placement.learner);
+  std::map<std::string, int64_t> wanted;
+  for (const auto& host : on)
+    if (host != "local") ++wanted[host];
+  std::vector<orchestrator::AgentClient*> asked;
+  std::vector<nlohmann::json> requests;
+  for (const auto& [host, n] : wanted) {
+    asked.push_back(agents.at(host).get());
+    requests.push_back({{"op", "free_port"}, {"count", n}});
+  }
+  const auto replies = orchestrator::AgentClient::call_each(asked, requests);
+  std::map<std::string, std::vector<int>> ports;
+  size_t k = 0;
+  for (const auto& [host, n] : wanted) {
+    const auto& r = replies[k++];
+    if (!r.contains("ports") || !r["ports"].is_array() || static_cast<int64_t>(r["ports"].size()) != n)
+      throw Error("host '" + host + "': agent answered free_port without " + std::to_string(n) +
+                  " ports (an older `orchard agent`? update it)");
+    for (const auto& p : r["ports"]) ports[host].push_back(p.get<int>());
+  }
+  std::vector<std::string> endpoints;
+  for (const auto& host : on) {
+    if (host == "local") {
+      endpoints.push_back("tcp://" + spec.orchestrator_address + ":" + std::to_string(core::free_loopback_port()));
+      continue;
+    }
+    endpoints.push_back("tcp://" + spec.host(host)->address + ":" + std::to_string(ports[host].front()));
+    ports[host].erase(ports[host].begin());
+  }
+  std::vector<std::string> replay(endpoints.begin(), endpoints.begin() + spec.replay_shards);
+  const std::string weights = endpoints[static_cast<size_t>(spec.replay_shards)];
+  spec.set_endpoints(replay, weights, spec.learner.count > 1 ? endpoints.back() : "");
 }
 
 struct RunOptions {
@@ -436,8 +478,7 @@ int LocalRun::run() {
   }
   for (int64_t i = 0; i < spec_.actors.count; ++i) sched_->add(actor_spec(next_actor_id_++));
   // A resumed run: processes the agents still run for it are taken over, not started again.
-  for (auto& [host, agent] : agents_) {
-    auto listed = agent->call({{"op", "list"}, {"run", spec_.name}});
+  for (auto& [host, listed] : call_all_agents(agents_, {{"op", "list"}, {"run", spec_.name}})) {
     for (const auto& r : listed["procs"]) {
       const std::string name = r.value("name", "");
       auto it = sched_->processes().find(name);
@@ -679,7 +720,7 @@ void add_run(CLI::App& app, int* exit_code) {
     RunSpec spec = prepare();
     if (!args->resume) {
       fs::remove_all(spec.run_dir + "/replay");  // no stale replay checkpoints
-      for (auto& [host, agent] : *agents) agent->call({{"op", "reset_run"}, {"run", spec.name}});
+      if (!agents->empty()) call_all_agents(*agents, {{"op", "reset_run"}, {"run", spec.name}});
     }
     RunOptions ro;
     ro.quiet = args->quiet;

@@ -11,6 +11,7 @@
 #include <functional>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -182,7 +183,8 @@ TEST(Agent, RefusesWrongTokensAndBadRequestsAndKeepsServing) {
            {{{"op", "start"}, {"run", "r"}, {"name", "x"}, {"argv", "true"}}, "field 'argv'"},
            {{{"op", "read_file"}, {"run", "r"}, {"path", "../../token"}}, "without '..'"},
            {{{"op", "signal"}, {"run", "r"}, {"name", "nobody"}}, "no process r/nobody"},
-           {{{"op", "logs_many"}, {"run", "r"}, {"reads", "p"}}, "field 'reads'"}}) {
+           {{{"op", "logs_many"}, {"run", "r"}, {"reads", "p"}}, "field 'reads'"},
+           {{{"op", "free_port"}, {"count", 0}}, "field 'count' must be 1-64"}}) {
     try {
       c.call(req);
       ADD_FAILURE() << req.dump() << " was accepted";
@@ -190,6 +192,10 @@ TEST(Agent, RefusesWrongTokensAndBadRequestsAndKeepsServing) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   }
+  // Several free ports in one request (a run's endpoints on one host), all distinct.
+  const auto ports = c.call({{"op", "free_port"}, {"count", 3}})["ports"];
+  ASSERT_EQ(ports.size(), 3u);
+  EXPECT_EQ(std::set<int>({ports[0].get<int>(), ports[1].get<int>(), ports[2].get<int>()}).size(), 3u);
   // A real process: started, listed, its log read, signalled, reaped.
   auto started = c.call({{"op", "start"}, {"run", "r"}, {"name", "p"},
                          {"argv", {"/bin/sh", "-c", "echo ready; cat {dir}/note.txt; sleep 30"}},

@@ -109,6 +109,13 @@ class AgentClient {
   static void try_call_each(const std::vector<AgentClient*>& agents, const std::vector<nlohmann::json>& requests,
                             std::vector<nlohmann::json>* replies);
 
+  // Like try_call_each, but every agent must answer ok: the first that does not (in order) is
+  // thrown as orchard::Error, worded as call() words it.
+  static std::vector<nlohmann::json> call_each(const std::vector<AgentClient*>& agents,
+                                               const std::vector<nlohmann::json>& requests);
+  // Why `reply` (null: none came) to `op` is not a success, in call()'s words; empty if it is.
+  std::string failure(const std::string& op, const nlohmann::json& reply) const;
+
   // An agent that missed its last deadline is suspect: until it answers again, calls to it wait
   // at most suspect_timeout_ms (default 250) instead of the full timeout, so a dead VM cannot
   // hold the scheduler's event loop for seconds at every call.
