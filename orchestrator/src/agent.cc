@@ -300,6 +300,26 @@ json AgentServer::op_logs(const json& r) {
   return {{"data", ""}, {"offset", 0}, {"size", 0}};
 }
 
+json AgentServer::read_logs(const json& r) {
+  if (!r.contains("reads") || !r["reads"].is_array()) throw Error("field 'reads' (array of {name, offset}) is required");
+  json logs = json::array();
+  for (const auto& rd : r["reads"]) {
+    if (!rd.is_object()) throw Error("field 'reads' must hold objects {name, offset}");
+    json one = rd;
+    one["run"] = r["run"];
+    if (r.contains("max_bytes")) one["max_bytes"] = r["max_bytes"];
+    json entry;
+    try {
+      entry = op_logs(one);
+    } catch (const Error& e) {
+      entry = {{"error", e.what()}};
+    }
+    entry["name"] = rd.value("name", "");
+    logs.push_back(std::move(entry));
+  }
+  return logs;
+}
+
 json AgentServer::op_read_file(const json& r) {
   check_name(r, "run");
   if (!r.contains("path") || !r["path"].is_string()) throw Error("field 'path' (string) is required");
@@ -370,31 +390,20 @@ json AgentServer::handle(const std::string& text) {
       }
       out = {{starting ? "started" : "signaled", results}};
     } else if (op == "list") {
+      // With "reads" (as logs_many), the logs come along: the scheduler's one poll per round
+      // both sees exits and reads the output of the processes still starting.
       out = op_list(r);
+      if (r.contains("reads")) {
+        check_name(r, "run");
+        out["logs"] = read_logs(r);
+      }
     } else if (op == "logs") {
       out = op_logs(r);
     } else if (op == "logs_many") {
-      // Several processes' logs of one run in one request (the scheduler's readiness polling):
-      // {"run", "reads": [{"name", "offset"}...], "max_bytes"} -> {"logs": [{"name", "data",
-      // "offset", "size"} or {"name", "error"}]}, in order.
+      // Several processes' logs of one run in one request: {"run", "reads": [{"name", "offset"}...],
+      // "max_bytes"} -> {"logs": [{"name", "data", "offset", "size"} or {"name", "error"}]}, in order.
       check_name(r, "run");
-      if (!r.contains("reads") || !r["reads"].is_array()) throw Error("field 'reads' (array of {name, offset}) is required");
-      json logs = json::array();
-      for (const auto& rd : r["reads"]) {
-        if (!rd.is_object()) throw Error("field 'reads' must hold objects {name, offset}");
-        json one = rd;
-        one["run"] = r["run"];
-        if (r.contains("max_bytes")) one["max_bytes"] = r["max_bytes"];
-        json entry;
-        try {
-          entry = op_logs(one);
-        } catch (const Error& e) {
-          entry = {{"error", e.what()}};
-        }
-        entry["name"] = rd.value("name", "");
-        logs.push_back(std::move(entry));
-      }
-      out = {{"logs", logs}};
+      out = {{"logs", read_logs(r)}};
     } else if (op == "read_file") {
       out = op_read_file(r);
     } else if (op == "reset_run") {

@@ -138,7 +138,7 @@ struct Scheduler::Impl {
   std::map<std::string, double> kill_at;     // kStopping: SIGKILL after this
   std::shared_ptr<bool> alive;
   AgentRounds rounds;
-  bool poll_in_flight = false, logs_in_flight = false, signals_in_flight = false;
+  bool poll_in_flight = false, signals_in_flight = false;
   std::set<std::string> launching;           // remote starts sent, not answered yet
 };
 
@@ -238,27 +238,42 @@ void Scheduler::flush_signals(bool wait) {
 // Remote processes: exits come from the agents' `list`; an agent silent for agent_lost_s makes
 // its processes count as failed ("agent unreachable").
 void Scheduler::poll_agents() {
-  // Every agent with live processes is asked at once: a silent one costs the round one timeout,
-  // and a suspect one only its short timeout; the round runs on the agents' worker, and its
-  // replies are handled here when it is done.
+  // One round, one `list` per agent with live processes, all agents at once: it reports exits,
+  // and carries the new log output of the processes still starting there (readiness). A silent
+  // agent costs the round one timeout, a suspect one only its short timeout; the round runs on
+  // the agents' worker and its replies are handled here when it is done.
   std::vector<std::string> hosts;
   std::vector<AgentClient*> asked;
+  std::vector<nlohmann::json> requests;
+  std::map<std::string, pid_t> reading;  // name -> the pid its log read is for
   for (auto& [host, agent] : agents_) {
     bool any = false;
-    for (auto& [name, p] : procs_) any = any || (p.spec.host == host && p.pid > 0);
+    nlohmann::json reads = nlohmann::json::array();
+    for (auto& [name, p] : procs_) {
+      if (p.spec.host != host || p.pid <= 0) continue;
+      any = true;
+      if (p.state == ProcState::kStarting) {
+        reads.push_back({{"name", name}, {"offset", static_cast<int64_t>(log_offsets_[name])}});
+        reading[name] = p.pid;
+      }
+    }
     if (!any) continue;
     hosts.push_back(host);
     asked.push_back(agent.get());
+    nlohmann::json request = {{"op", "list"}, {"run", options_.run}};
+    if (!reads.empty()) request["reads"] = reads;
+    requests.push_back(std::move(request));
   }
   if (asked.empty()) return;
   impl_->poll_in_flight = true;
-  std::vector<nlohmann::json> requests(asked.size(), {{"op", "list"}, {"run", options_.run}});
-  impl_->rounds.submit(std::move(asked), std::move(requests), [this, hosts](std::vector<nlohmann::json> replies) {
-    impl_->poll_in_flight = false;
-    if (phase_ == Phase::kDone) return;
-    on_agent_lists(hosts, replies);
-    flush_signals();
-  });
+  impl_->rounds.submit(std::move(asked), std::move(requests),
+                       [this, hosts, reading](std::vector<nlohmann::json> replies) {
+                         impl_->poll_in_flight = false;
+                         if (phase_ == Phase::kDone) return;
+                         on_agent_lists(hosts, replies);
+                         if (!reading.empty()) on_remote_logs(hosts, reading, replies);
+                         flush_signals();
+                       });
 }
 
 void Scheduler::on_agent_lists(const std::vector<std::string>& hosts, const std::vector<nlohmann::json>& replies) {
@@ -470,40 +485,6 @@ void Scheduler::launch_local(ProcInfo& p) {
   p.state = ProcState::kStarting;
   p.started_at = steady_seconds();
   emit("start", p.spec.name, "pid " + std::to_string(p.pid));
-}
-
-void Scheduler::read_remote_logs() {
-  // Every starting remote process's new log output: one logs_many request per agent, all agents
-  // at once, on the agents' worker; on_remote_logs takes the replies. One round at a time.
-  if (impl_->logs_in_flight) return;
-  std::map<std::string, std::vector<std::string>> by_host;
-  for (auto& [name, p] : procs_)
-    if (p.state == ProcState::kStarting && !p.spec.host.empty() && p.pid > 0) by_host[p.spec.host].push_back(name);
-  if (by_host.empty()) return;
-  std::vector<AgentClient*> agents;
-  std::vector<nlohmann::json> requests;
-  std::vector<std::string> hosts;
-  std::map<std::string, pid_t> asked;  // name -> the pid its read is for
-  for (const auto& [host, names] : by_host) {
-    auto it = agents_.find(host);
-    if (it == agents_.end()) continue;
-    nlohmann::json reads = nlohmann::json::array();
-    for (const auto& n : names) {
-      reads.push_back({{"name", n}, {"offset", static_cast<int64_t>(log_offsets_[n])}});
-      asked[n] = procs_.at(n).pid;
-    }
-    agents.push_back(it->second.get());
-    requests.push_back({{"op", "logs_many"}, {"run", options_.run}, {"reads", reads}});
-    hosts.push_back(host);
-  }
-  impl_->logs_in_flight = true;
-  impl_->rounds.submit(std::move(agents), std::move(requests),
-                       [this, hosts, asked](std::vector<nlohmann::json> replies) {
-                         impl_->logs_in_flight = false;
-                         if (phase_ == Phase::kDone) return;
-                         on_remote_logs(hosts, asked, replies);
-                         flush_signals();
-                       });
 }
 
 void Scheduler::on_remote_logs(const std::vector<std::string>& hosts, const std::map<std::string, pid_t>& asked,
@@ -761,13 +742,18 @@ void Scheduler::advance_stop() {
 void Scheduler::tick() {
   if (phase_ == Phase::kDone) return;
   double now = steady_seconds();
-  if (!agents_.empty() && now >= next_agent_poll_ && !impl_->poll_in_flight) {
-    next_agent_poll_ = now + options_.agent_poll_s;
-    poll_agents();
+  // Remote processes: a poll round every agent_poll_s, or at every tick while some are starting
+  // (their readiness comes with it); one round at a time.
+  if (!agents_.empty() && !impl_->poll_in_flight) {
+    bool starting = false;
+    for (auto& [name, p] : procs_) starting = starting || (!p.spec.host.empty() && p.pid > 0 && p.state == ProcState::kStarting);
+    if (starting || now >= next_agent_poll_) {
+      next_agent_poll_ = now + options_.agent_poll_s;
+      poll_agents();
+    }
   }
-  // Readiness: local logs are read here, remote ones by a round on the agents' worker.
+  // Readiness: local logs are read here, remote ones come with the poll round (on_remote_logs).
   bool became_ready = false;
-  read_remote_logs();
   for (auto& [name, p] : procs_) {
     if (p.state != ProcState::kStarting) continue;
     if (p.spec.host.empty() && log_shows_ready(p)) {

@@ -216,7 +216,11 @@ TEST(Agent, RefusesWrongTokensAndBadRequestsAndKeepsServing) {
   EXPECT_EQ(many["logs"][0].value("data", std::string()).rfind("hello from the orchestrator", 0), 0u) << many.dump();
   EXPECT_EQ(many["logs"][1].value("name", ""), "ghost");
   EXPECT_NE(many["logs"][1].value("error", std::string()).find("no process r/ghost"), std::string::npos) << many.dump();
-  EXPECT_TRUE(c.call({{"op", "list"}, {"run", "r"}})["procs"][0].value("running", false));
+  // A list carrying reads (the scheduler's poll round): the processes and their new output.
+  const auto polled = c.call({{"op", "list"}, {"run", "r"}, {"reads", {{{"name", "p"}, {"offset", 6}}}}});
+  ASSERT_EQ(polled["logs"].size(), 1u) << polled.dump();
+  EXPECT_EQ(polled["logs"][0].value("data", std::string()).rfind("hello from the orchestrator", 0), 0u) << polled.dump();
+  EXPECT_TRUE(polled["procs"][0].value("running", false)) << polled.dump();
   c.call({{"op", "signal"}, {"run", "r"}, {"name", "p"}, {"signal", 15}});
   bool exited = false;
   for (int i = 0; i < 100 && !exited; ++i) {

@@ -69,6 +69,7 @@ class AgentServer {
   nlohmann::json op_signal(const nlohmann::json& r);
   nlohmann::json op_list(const nlohmann::json& r);
   nlohmann::json op_logs(const nlohmann::json& r);
+  nlohmann::json read_logs(const nlohmann::json& r);  // r["reads"] as logs_many answers them
   nlohmann::json op_read_file(const nlohmann::json& r);
   nlohmann::json op_host();
   void reap();

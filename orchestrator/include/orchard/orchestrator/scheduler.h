@@ -161,9 +161,8 @@ class Scheduler {
   void advance_start();
   void advance_stop();
   // A local process's log is read here; a remote one's new output comes in `remote_chunk`
-  // (read_remote_logs -> on_remote_logs).
+  // (with the poll round: poll_agents -> on_remote_logs).
   bool log_shows_ready(ProcInfo& p, const std::string* remote_chunk = nullptr);
-  void read_remote_logs();
 
   std::unique_ptr<Impl> impl_;
   SchedulerOptions options_;
