@@ -147,6 +147,24 @@ std::string two_host_spec(const fs::path& dir, const NetnsLab& lab, const std::s
 
 std::vector<std::string> home(const fs::path& dir) { return {"ORCHARD_HOME=" + (dir / "home").string()}; }
 
+// Agents on loopback ports (one per name, state under the test's directory), each answering a
+// ping through its client (the given timeout). Use with ASSERT_NO_FATAL_FAILURE.
+struct LoopbackAgents {
+  std::vector<std::unique_ptr<ChildProcess>> agents;
+  std::vector<std::shared_ptr<AgentClient>> clients;
+};
+void start_loopback_agents(const Dir& d, const std::vector<std::string>& names, int timeout_ms, LoopbackAgents* out) {
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string ep = "tcp://127.0.0.1:" + std::to_string(orchard::core::free_loopback_port());
+    out->agents.push_back(std::make_unique<ChildProcess>(std::vector<std::string>{
+        orchard_bin("orchard"), "agent", "--listen", ep, "--token-file", (d.path / "token").string(), "--state-dir",
+        (d.path / ("state" + std::to_string(i))).string()}));
+    ASSERT_TRUE(out->agents.back()->wait_for_output("ready", 20000)) << out->agents.back()->output();
+    out->clients.push_back(std::make_shared<AgentClient>(names[i], ep, kToken, "", timeout_ms));
+    ASSERT_TRUE(out->clients.back()->call({{"op", "ping"}}).value("pong", false));  // connected
+  }
+}
+
 }  // namespace
 
 TEST(Agent, RefusesWrongTokensAndBadRequestsAndKeepsServing) {
@@ -290,17 +308,10 @@ TEST(Agent, RefusesWrongTokensAndBadRequestsAndKeepsServing) {
 // agent becomes suspect and is then given only a short deadline until it answers again.
 TEST(Agent, SilentAgentsCostOneTimeoutPerRoundAndThenOnlyAShortOne) {
   Dir d("silent");
-  std::vector<std::unique_ptr<ChildProcess>> agents;
-  std::vector<std::unique_ptr<AgentClient>> clients;
-  for (int i = 0; i < 3; ++i) {
-    const std::string ep = "tcp://127.0.0.1:" + std::to_string(orchard::core::free_loopback_port());
-    agents.push_back(std::make_unique<ChildProcess>(std::vector<std::string>{
-        orchard_bin("orchard"), "agent", "--listen", ep, "--token-file", (d.path / "token").string(), "--state-dir",
-        (d.path / ("state" + std::to_string(i))).string()}));
-    ASSERT_TRUE(agents.back()->wait_for_output("ready", 20000)) << agents.back()->output();
-    clients.push_back(std::make_unique<AgentClient>("h" + std::to_string(i), ep, kToken, "", 1500));
-    ASSERT_TRUE(clients.back()->call({{"op", "ping"}}).value("pong", false));  // connected
-  }
+  LoopbackAgents lab;
+  ASSERT_NO_FATAL_FAILURE(start_loopback_agents(d, {"h0", "h1", "h2"}, 1500, &lab));
+  auto& agents = lab.agents;
+  auto& clients = lab.clients;
   ::kill(agents[1]->pid(), SIGSTOP);
   ::kill(agents[2]->pid(), SIGSTOP);
   std::vector<AgentClient*> all{clients[0].get(), clients[1].get(), clients[2].get()};
@@ -346,17 +357,10 @@ TEST(Agent, SilentAgentsCostOneTimeoutPerRoundAndThenOnlyAShortOne) {
 TEST(Agent, AGroupOnSeveralAgentsStartsInOneRoundAndAFrozenAgentCostsItOneTimeout) {
   namespace oo = orchard::orchestrator;
   Dir d("batch");
-  std::vector<std::unique_ptr<ChildProcess>> agents;
-  std::vector<std::shared_ptr<AgentClient>> clients;
-  for (int i = 0; i < 2; ++i) {
-    const std::string ep = "tcp://127.0.0.1:" + std::to_string(orchard::core::free_loopback_port());
-    agents.push_back(std::make_unique<ChildProcess>(std::vector<std::string>{
-        orchard_bin("orchard"), "agent", "--listen", ep, "--token-file", (d.path / "token").string(), "--state-dir",
-        (d.path / ("state" + std::to_string(i))).string()}));
-    ASSERT_TRUE(agents.back()->wait_for_output("ready", 20000)) << agents.back()->output();
-    clients.push_back(std::make_shared<AgentClient>(i ? "b" : "a", ep, kToken, "", 1000));
-    ASSERT_TRUE(clients.back()->call({{"op", "ping"}}).value("pong", false));
-  }
+  LoopbackAgents lab;
+  ASSERT_NO_FATAL_FAILURE(start_loopback_agents(d, {"a", "b"}, 1000, &lab));
+  auto& agents = lab.agents;
+  auto& clients = lab.clients;
   boost::asio::io_context io;
   oo::SchedulerOptions o;
   o.run = "batch";
