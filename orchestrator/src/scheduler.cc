@@ -171,12 +171,6 @@ Scheduler::~Scheduler() {
   }
 }
 
-AgentClient* Scheduler::agent_for(const ProcInfo& p) {
-  auto it = agents_.find(p.spec.host);
-  if (it == agents_.end()) throw Error("scheduler: no agent for host '" + p.spec.host + "' (process " + p.spec.name + ")");
-  return it->second.get();
-}
-
 void Scheduler::set_agent(const std::string& host, std::shared_ptr<AgentClient> agent) {
   agents_[host] = std::move(agent);
   agent_last_ok_[host] = steady_seconds();

@@ -156,7 +156,6 @@ class Scheduler {
   void handle_exit(ProcInfo& p, int status, const std::string& how_override = "");
   void send_signal(ProcInfo& p, int sig);
   void poll_agents();
-  AgentClient* agent_for(const ProcInfo& p);
   void emit(const std::string& kind, const std::string& proc, const std::string& detail);
   void advance_start();
   void advance_stop();
