@@ -525,6 +525,76 @@ TEST(Agent, AGroupOnSeveralAgentsStartsInOneRoundAndAFrozenAgentCostsItOneTimeou
   }
 }
 
+// The run is stopped while its starts on a frozen agent are still out: the stop waits for that
+// round, the unanswered starts are signalled by name, and once the agent wakes (it may then
+// carry out the stale start) the end-of-run sweep leaves nothing running there.
+TEST(Agent, AStopWhileStartsAreOutLeavesNothingBehind) {
+  namespace oo = orchard::orchestrator;
+  Dir d("stopout");
+  LoopbackAgents lab;
+  ASSERT_NO_FATAL_FAILURE(start_loopback_agents(d, {"a", "b"}, 1000, &lab));
+  boost::asio::io_context io;
+  oo::SchedulerOptions o;
+  o.run = "stopout";
+  o.tick_s = 0.02;
+  o.stop_timeout_s = 5;
+  oo::Scheduler sched(io, o);
+  sched.set_agent("a", lab.clients[0]);
+  sched.set_agent("b", lab.clients[1]);
+  for (int i = 0; i < 4; ++i) {
+    oo::ProcessSpec p;
+    p.name = "worker-" + std::to_string(i);
+    p.host = i % 2 ? "b" : "a";
+    p.argv = {"/bin/sh", "-c", "trap 'exit 0' TERM; echo ready; while true; do sleep 0.05; done"};
+    sched.add(p);
+  }
+  bool done = false;
+  oo::RunOutcome outcome = oo::RunOutcome::kFinished;
+  double done_at = 0;
+  const double t0 = oo::steady_seconds();
+  sched.on_done = [&](oo::RunOutcome oc, const std::string&) {
+    done = true;
+    outcome = oc;
+    done_at = oo::steady_seconds() - t0;
+    io.stop();
+  };
+  ::kill(lab.agents[1]->pid(), SIGSTOP);
+  boost::asio::steady_timer stop_timer(io), guard(io);
+  stop_timer.expires_after(std::chrono::milliseconds(300));
+  stop_timer.async_wait([&](const boost::system::error_code& ec) {
+    if (!ec) sched.stop(oo::RunOutcome::kStopped, "stopped while starting");
+  });
+  guard.expires_after(std::chrono::seconds(20));
+  guard.async_wait([&](const boost::system::error_code& ec) {
+    if (!ec) io.stop();
+  });
+  sched.start();
+  io.run();
+  ::kill(lab.agents[1]->pid(), SIGCONT);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(outcome, oo::RunOutcome::kStopped);
+  EXPECT_GE(done_at, 0.9);  // it waited for the round that was out
+  // The woken agent may now carry out the stale start; the sweep (as `orchard run` does at the
+  // end) stops whatever runs there for the run.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const auto swept = sched.sweep_remote();  // here: b's two workers, started late by the stale request
+  SCOPED_TRACE(::testing::PrintToString(swept));
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    bool running = false;
+    for (const auto& c : lab.clients) {
+      const auto listed = c->call({{"op", "list"}, {"run", "stopout"}});
+      for (const auto& p : listed["procs"]) running = running || p.value("running", false);
+    }
+    if (!running) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_LT(attempt, 49) << "a process of the stopped run is still running on an agent";
+  }
+  for (auto& a : lab.agents) {
+    a->signal(SIGTERM);
+    EXPECT_EQ(a->wait(10000), 0);
+  }
+}
+
 TEST(Agent, AnUnreachableAgentIsAClearErrorBeforeAnythingStarts) {
   Dir d("unreach");
   std::ofstream(d.path / "spec.yaml")
