@@ -13,7 +13,6 @@
 #include <regex>
 #include <set>
 #include <thread>
-#include <tuple>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -164,6 +163,40 @@ void start_loopback_agents(const Dir& d, const std::vector<std::string>& names, 
     ASSERT_TRUE(out->clients.back()->call({{"op", "ping"}}).value("pong", false));  // connected
   }
 }
+
+// Each agent asked to stop (SIGTERM) and expected to exit cleanly.
+void stop_agents(LoopbackAgents& lab) {
+  for (auto& a : lab.agents) {
+    a->signal(SIGTERM);
+    EXPECT_EQ(a->wait(10000), 0);
+  }
+}
+
+// A scheduler for run `run` on `io` whose hosts are the lab's agents (by their client names).
+std::unique_ptr<orchard::orchestrator::Scheduler> scheduler_on(boost::asio::io_context& io, const std::string& run,
+                                                               LoopbackAgents& lab) {
+  orchard::orchestrator::SchedulerOptions o;
+  o.run = run;
+  o.tick_s = 0.02;
+  o.agent_poll_s = 0.1;
+  o.stop_timeout_s = 5;
+  auto sched = std::make_unique<orchard::orchestrator::Scheduler>(io, o);
+  for (auto& c : lab.clients) sched->set_agent(c->name(), c);
+  return sched;
+}
+
+// A remote process that says ready and runs until SIGTERM (then exits 0).
+orchard::orchestrator::ProcessSpec remote_worker(const std::string& name, const std::string& host,
+                                                 const std::string& shell = "/bin/sh") {
+  orchard::orchestrator::ProcessSpec p;
+  p.name = name;
+  p.role = "worker";
+  p.host = host;
+  p.argv = {shell, "-c", "trap 'exit 0' TERM; echo ready; while true; do sleep 0.05; done"};
+  p.ready_timeout_s = 20;
+  return p;
+}
+
 
 }  // namespace
 
@@ -342,10 +375,7 @@ TEST(Agent, SilentAgentsCostOneTimeoutPerRoundAndThenOnlyAShortOne) {
   EXPECT_TRUE(answered);
   EXPECT_FALSE(clients[1]->suspect());
   ::kill(agents[2]->pid(), SIGCONT);
-  for (auto& a : agents) {
-    a->signal(SIGTERM);
-    EXPECT_EQ(a->wait(10000), 0);
-  }
+  stop_agents(lab);
 }
 
 // The scheduler starts a group spread over agents with one start_many request per agent, all
@@ -362,23 +392,9 @@ TEST(Agent, AGroupOnSeveralAgentsStartsInOneRoundAndAFrozenAgentCostsItOneTimeou
   auto& agents = lab.agents;
   auto& clients = lab.clients;
   boost::asio::io_context io;
-  oo::SchedulerOptions o;
-  o.run = "batch";
-  o.tick_s = 0.02;
-  o.agent_poll_s = 0.1;
-  o.stop_timeout_s = 5;
-  oo::Scheduler sched(io, o);
-  sched.set_agent("a", clients[0]);
-  sched.set_agent("b", clients[1]);
-  for (int i = 0; i < 6; ++i) {
-    oo::ProcessSpec p;
-    p.name = "worker-" + std::to_string(i);
-    p.role = "worker";
-    p.host = i < 3 ? "a" : "b";
-    p.argv = {"/bin/sh", "-c", "trap 'exit 0' TERM; echo ready; while true; do sleep 0.05; done"};
-    p.ready_timeout_s = 20;
-    sched.add(p);
-  }
+  auto sched_ptr = scheduler_on(io, "batch", lab);
+  oo::Scheduler& sched = *sched_ptr;
+  for (int i = 0; i < 6; ++i) sched.add(remote_worker("worker-" + std::to_string(i), i < 3 ? "a" : "b"));
   struct Timed {
     double t;
     oo::SchedulerEvent e;
@@ -485,19 +501,10 @@ TEST(Agent, AGroupOnSeveralAgentsStartsInOneRoundAndAFrozenAgentCostsItOneTimeou
   // A start the agent refuses (no such program there) stops the run at once with its reason;
   // what did start is stopped.
   io.restart();
-  oo::SchedulerOptions o2 = o;
-  o2.run = "refused";
-  oo::Scheduler refused(io, o2);
-  refused.set_agent("a", clients[0]);
-  refused.set_agent("b", clients[1]);
-  for (const auto& [name, host, program] : std::vector<std::tuple<std::string, std::string, std::string>>{
-           {"good-0", "a", "/bin/sh"}, {"bad-0", "b", "/nonexistent/orchard-actor"}}) {
-    oo::ProcessSpec p;
-    p.name = name;
-    p.host = host;
-    p.argv = {program, "-c", "trap 'exit 0' TERM; echo ready; while true; do sleep 0.05; done"};
-    refused.add(p);
-  }
+  auto refused_ptr = scheduler_on(io, "refused", lab);
+  oo::Scheduler& refused = *refused_ptr;
+  refused.add(remote_worker("good-0", "a"));
+  refused.add(remote_worker("bad-0", "b", "/nonexistent/orchard-actor"));
   std::string reason;
   done = false;
   refused.on_done = [&](oo::RunOutcome oc, const std::string& why) {
@@ -519,10 +526,7 @@ TEST(Agent, AGroupOnSeveralAgentsStartsInOneRoundAndAFrozenAgentCostsItOneTimeou
       << reason;
   const auto good = clients[0]->call({{"op", "list"}, {"run", "refused"}})["procs"].at(0);
   EXPECT_FALSE(good.value("running", true)) << good.dump();
-  for (auto& a : agents) {
-    a->signal(SIGTERM);
-    EXPECT_EQ(a->wait(10000), 0);
-  }
+  stop_agents(lab);
 }
 
 // The run is stopped while its starts on a frozen agent are still out: the stop waits for that
@@ -534,20 +538,9 @@ TEST(Agent, AStopWhileStartsAreOutLeavesNothingBehind) {
   LoopbackAgents lab;
   ASSERT_NO_FATAL_FAILURE(start_loopback_agents(d, {"a", "b"}, 1000, &lab));
   boost::asio::io_context io;
-  oo::SchedulerOptions o;
-  o.run = "stopout";
-  o.tick_s = 0.02;
-  o.stop_timeout_s = 5;
-  oo::Scheduler sched(io, o);
-  sched.set_agent("a", lab.clients[0]);
-  sched.set_agent("b", lab.clients[1]);
-  for (int i = 0; i < 4; ++i) {
-    oo::ProcessSpec p;
-    p.name = "worker-" + std::to_string(i);
-    p.host = i % 2 ? "b" : "a";
-    p.argv = {"/bin/sh", "-c", "trap 'exit 0' TERM; echo ready; while true; do sleep 0.05; done"};
-    sched.add(p);
-  }
+  auto sched_ptr = scheduler_on(io, "stopout", lab);
+  oo::Scheduler& sched = *sched_ptr;
+  for (int i = 0; i < 4; ++i) sched.add(remote_worker("worker-" + std::to_string(i), i % 2 ? "b" : "a"));
   bool done = false;
   oo::RunOutcome outcome = oo::RunOutcome::kFinished;
   double done_at = 0;
@@ -589,10 +582,7 @@ TEST(Agent, AStopWhileStartsAreOutLeavesNothingBehind) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     ASSERT_LT(attempt, 49) << "a process of the stopped run is still running on an agent";
   }
-  for (auto& a : lab.agents) {
-    a->signal(SIGTERM);
-    EXPECT_EQ(a->wait(10000), 0);
-  }
+  stop_agents(lab);
 }
 
 TEST(Agent, AnUnreachableAgentIsAClearErrorBeforeAnythingStarts) {
