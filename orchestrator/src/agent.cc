@@ -62,6 +62,11 @@ void check_name(const json& r, const char* key) {
                 "'");
 }
 
+std::string epoch_of(const json& r) {
+  if (r.contains("epoch") && !r["epoch"].is_string()) throw Error("field 'epoch' must be a string");
+  return r.value("epoch", std::string());
+}
+
 std::string describe_status(int status) {
   if (status == -1) return "gone";
   if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));
@@ -99,6 +104,11 @@ AgentServer::AgentServer(AgentOptions options) : options_(std::move(options)), i
   if (in) {
     try {
       json saved = json::parse(in);
+      // {"procs": [...], "runs": {run: {epoch, ended}}}; an array alone is the older format.
+      if (saved.is_object() && saved.contains("runs") && saved["runs"].is_object())
+        for (const auto& [run, st] : saved["runs"].items())
+          runs_[run] = RunState{st.value("epoch", std::string()), st.value("ended", false)};
+      if (saved.is_object()) saved = saved.value("procs", json::array());
       for (const auto& p : saved) {
         Proc proc;
         proc.run = p.at("run");
@@ -129,10 +139,12 @@ void AgentServer::save_state() {
   for (const auto& [key, p] : procs_)
     all.push_back({{"run", p.run}, {"name", p.name}, {"log", p.log}, {"pid", p.pid}, {"exited", p.exited},
                    {"status", p.status}, {"started_ms", p.started_ms}, {"log_start", p.log_start}});
+  json runs = json::object();
+  for (const auto& [run, st] : runs_) runs[run] = {{"epoch", st.epoch}, {"ended", st.ended}};
   const std::string path = options_.state_dir + "/procs.json", tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << all.dump();
+    out << json{{"procs", all}, {"runs", runs}}.dump();
   }
   fs::rename(tmp, path);
 }
@@ -182,6 +194,7 @@ json AgentServer::op_start(const json& r, bool reuse_running) {
   if (!r.contains("argv") || !r["argv"].is_array() || r["argv"].empty())
     throw Error("field 'argv' (non-empty array of strings) is required");
   const std::string run = r["run"], name = r["name"], key = run + "/" + name;
+  check_open(run, r);
   auto it = procs_.find(key);
   if (it != procs_.end() && !it->second.exited) {
     // start_many is idempotent: a start whose reply was lost (the orchestrator timed out and
@@ -249,6 +262,59 @@ json AgentServer::op_start(const json& r, bool reuse_running) {
   spdlog::info("started {} (pid {})", key, p.pid);
   // log_size: where this start's output begins (earlier starts appended before it).
   return {{"pid", p.pid}, {"log", log}, {"dir", dir}, {"log_size", size_error ? int64_t{0} : log_size}};
+}
+
+void AgentServer::check_open(const std::string& run, const json& r) const {
+  if (r.contains("epoch") && !r["epoch"].is_string()) throw Error("field 'epoch' must be a string");
+  auto it = runs_.find(run);
+  if (it == runs_.end()) return;
+  const std::string epoch = r.value("epoch", std::string());
+  if (!epoch.empty() && !it->second.epoch.empty() && epoch != it->second.epoch)
+    throw Error("stale request: run '" + run + "' is at epoch " + it->second.epoch + ", this request is for epoch " +
+                epoch + " (an earlier orchestrator of the run)");
+  if (it->second.ended)
+    throw Error("run '" + run + "' has ended (end_run); reset_run or open_run begins it again");
+}
+
+void AgentServer::check_not_expired(const std::string& op, const json& r) {
+  if (op != "start" && op != "start_many" && op != "signal" && op != "signal_many") return;
+  if (!r.contains("not_after_ms")) return;
+  if (!r["not_after_ms"].is_number_integer()) throw Error("field 'not_after_ms' must be an integer (ms since the epoch)");
+  const int64_t late = wall_ms() - r["not_after_ms"].get<int64_t>();
+  if (late > 0)
+    throw Error("expired: this request came " + std::to_string(late) +
+                " ms after its sender stopped waiting for the answer (this agent was stalled, or the link is slow); "
+                "not carried out, as the sender counts it as failed");
+}
+
+json AgentServer::op_end_run(const json& r) {
+  check_name(r, "run");
+  if (r.contains("epoch") && !r["epoch"].is_string()) throw Error("field 'epoch' must be a string");
+  const std::string run = r["run"], epoch = r.value("epoch", std::string());
+  RunState& st = runs_[run];
+  // An end_run of an earlier incarnation (delivered late) must not end the one now running.
+  if (!epoch.empty() && !st.epoch.empty() && epoch != st.epoch)
+    return {{"ended", false}, {"stale", true}, {"epoch", st.epoch}, {"killed", json::array()}};
+  st.ended = true;
+  json killed = json::array();
+  std::vector<pid_t> pids;
+  for (const auto& [key, p] : procs_) {
+    if (p.run != run || p.exited) continue;
+    ::kill(p.pid, SIGKILL);
+    pids.push_back(p.pid);
+    killed.push_back({{"name", p.name}, {"pid", p.pid}});
+    spdlog::warn("end of run {}: killed {} (pid {}), which was still running", run, p.name, p.pid);
+  }
+  save_state();
+  // SIGKILL is not refused: wait (briefly) until they are reaped, so the answer is the truth.
+  for (int i = 0; i < 200; ++i) {
+    reap();
+    bool left = false;
+    for (const auto& [key, p] : procs_) left = left || (p.run == run && !p.exited);
+    if (!left) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return {{"ended", true}, {"killed", killed}};
 }
 
 json AgentServer::op_signal(const json& r) {
@@ -354,6 +420,7 @@ json AgentServer::handle(const std::string& text) {
   const std::string op = r.value("op", "");
   try {
     reap();
+    check_not_expired(op, r);
     json out;
     if (op == "ping") {
       out = {{"pong", true}};
@@ -372,6 +439,7 @@ json AgentServer::handle(const std::string& text) {
       const bool starting = op == "start_many";
       const char* list = starting ? "starts" : "signals";
       check_name(r, "run");
+      if (starting) check_open(r["run"], r);  // a stale or ended run refuses the whole request
       if (!r.contains(list) || !r[list].is_array())
         throw Error(std::string("field '") + list + "' (array of objects with a 'name') is required");
       json results = json::array();
@@ -379,6 +447,7 @@ json AgentServer::handle(const std::string& text) {
         if (!one.is_object()) throw Error(std::string("field '") + list + "' must hold objects");
         json q = one;
         q["run"] = r["run"];
+        if (r.contains("epoch")) q["epoch"] = r["epoch"];
         json entry;
         try {
           entry = starting ? op_start(q, true) : op_signal(q);
@@ -415,8 +484,19 @@ json AgentServer::handle(const std::string& text) {
           throw Error("run '" + run + "' still has a running process (" + p.name + ", pid " + std::to_string(p.pid) + ")");
       for (auto it = procs_.begin(); it != procs_.end();) it = it->second.run == run ? procs_.erase(it) : std::next(it);
       fs::remove_all(run_dir(run));
+      runs_[run] = RunState{epoch_of(r), false};
       save_state();
       out = {{"reset", run}};
+    } else if (op == "open_run") {
+      // A resumed run: a new epoch, processes and files kept (they are adopted).
+      check_name(r, "run");
+      runs_[r["run"]] = RunState{epoch_of(r), false};
+      save_state();
+      out = {{"opened", r["run"]}};
+    } else if (op == "end_run") {
+      // The run is over: what still runs of it is killed, and later starts of it are refused
+      // (a start that waited in a frozen agent's queue cannot bring the run back).
+      out = op_end_run(r);
     } else if (op == "free_port") {
       // {"count": n} (1-64, default 1): n distinct free ports in one request.
       const int64_t count = r.value("count", int64_t{1});
@@ -432,13 +512,15 @@ json AgentServer::handle(const std::string& text) {
       ++rejected_;
       return {{"ok", false}, {"error", "unknown op '" + op +
                                          "' (ping, host, start, start_many, signal, signal_many, list, logs, "
-                                         "logs_many, read_file, reset_run, free_port)"}};
+                                         "logs_many, read_file, reset_run, open_run, end_run, free_port)"}};
     }
     out["ok"] = true;
+    out["now_ms"] = wall_ms();  // the client estimates the offset between its clock and this one
     return out;
   } catch (const std::exception& e) {
     ++rejected_;
-    return {{"ok", false}, {"error", op + ": " + e.what()}};
+    spdlog::warn("refused '{}': {}", op, e.what());
+    return {{"ok", false}, {"error", op + ": " + e.what()}, {"now_ms", wall_ms()}};
   }
 }
 
@@ -503,13 +585,37 @@ void AgentClient::connect() {
   impl_->req->connect(endpoint_);
 }
 
-void AgentClient::send_request(const json& request) {
+void AgentClient::send_request(const json& request, int wait_ms) {
   json r = request;
   r["token"] = token_;
+  sent_ms_ = wall_ms();
+  // A request that changes what runs carries the moment this client stops waiting for its
+  // answer, in the agent's clock (offset estimated from earlier replies, less the round trip and
+  // a margin for the estimate's error): an agent that gets it later (it was frozen, its link
+  // stalled) refuses it, so nothing happens there that the orchestrator has already counted as
+  // failed — and, once the orchestrator is gone, nothing at all. (Never less than half the wait:
+  // a first estimate slowed by the connection's set-up must not refuse everything.)
+  const std::string op = request.value("op", "");
+  if (clock_known_ && !r.contains("not_after_ms") &&
+      (op == "start" || op == "start_many" || op == "signal" || op == "signal_many"))
+    r["not_after_ms"] = sent_ms_ + clock_offset_ms_ + std::max<int64_t>(wait_ms - clock_rtt_ms_ - 25, wait_ms / 2);
   impl_->req->send(zmq::buffer(r.dump()), zmq::send_flags::none);
 }
 
-bool AgentClient::take_reply(bool readable, json* reply) {
+void AgentClient::update_clock(const json& reply, int64_t received_ms) {
+  if (!reply.is_object() || !reply.contains("now_ms") || !reply["now_ms"].is_number_integer()) return;
+  const int64_t rtt = std::max<int64_t>(0, received_ms - sent_ms_);
+  // Cristian's estimate: the agent read its clock about half way through the round trip, so the
+  // offset is known to within rtt / 2. A sample much slower than the best seen is noisier: kept
+  // out unless there is none yet.
+  if (clock_known_ && rtt > 2 * best_rtt_ms_ + 2) return;
+  clock_offset_ms_ = reply["now_ms"].get<int64_t>() - (sent_ms_ + received_ms) / 2;
+  clock_rtt_ms_ = rtt;
+  best_rtt_ms_ = clock_known_ ? std::min(best_rtt_ms_, rtt) : rtt;
+  clock_known_ = true;
+}
+
+bool AgentClient::take_reply(bool readable, json* reply, int64_t received_ms) {
   if (!readable) {
     connect();  // a REQ socket without its reply is stuck: start over (lazy pirate)
     suspect_ = true;
@@ -523,14 +629,18 @@ bool AgentClient::take_reply(bool readable, json* reply) {
   } catch (const std::exception& e) {
     throw Error("agent " + name_ + " (" + endpoint_ + "): unreadable reply: " + e.what());
   }
+  update_clock(*reply, received_ms);
   return true;
 }
 
 namespace {
 
-// Polls `items` until every one is readable or `deadline` passes; EINTR waits on.
-void poll_until(std::vector<zmq::pollitem_t>& items, std::chrono::steady_clock::time_point deadline) {
+// Polls `items` until every one is readable or `deadline` passes; EINTR waits on. (*ready_ms)[i]:
+// the wall-clock ms at which item i was seen readable.
+void poll_until(std::vector<zmq::pollitem_t>& items, std::chrono::steady_clock::time_point deadline,
+                std::vector<int64_t>* ready_ms) {
   std::vector<bool> done(items.size(), false);
+  ready_ms->assign(items.size(), 0);
   for (;;) {
     std::vector<zmq::pollitem_t> waiting;
     std::vector<size_t> index;
@@ -548,10 +658,12 @@ void poll_until(std::vector<zmq::pollitem_t>& items, std::chrono::steady_clock::
       if (e.num() != EINTR) throw;  // interrupted by a signal: wait for the rest of the time
       continue;
     }
+    const int64_t now = wall_ms();
     for (size_t k = 0; k < waiting.size(); ++k)
       if (waiting[k].revents & ZMQ_POLLIN) {
         done[index[k]] = true;
         items[index[k]].revents = ZMQ_POLLIN;
+        (*ready_ms)[index[k]] = now;
       }
   }
 }
@@ -559,10 +671,12 @@ void poll_until(std::vector<zmq::pollitem_t>& items, std::chrono::steady_clock::
 }  // namespace
 
 bool AgentClient::try_call(const json& request, json* reply) {
-  send_request(request);
+  const int wait_ms = effective_timeout_ms();
+  send_request(request, wait_ms);
   std::vector<zmq::pollitem_t> items{{impl_->req->handle(), 0, ZMQ_POLLIN, 0}};
-  poll_until(items, std::chrono::steady_clock::now() + std::chrono::milliseconds(effective_timeout_ms()));
-  return take_reply(items[0].revents & ZMQ_POLLIN, reply);
+  std::vector<int64_t> ready_ms;
+  poll_until(items, std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms), &ready_ms);
+  return take_reply(items[0].revents & ZMQ_POLLIN, reply, ready_ms[0]);
 }
 
 void AgentClient::try_call_all(const std::vector<AgentClient*>& agents, const json& request,
@@ -575,17 +689,19 @@ void AgentClient::try_call_each(const std::vector<AgentClient*>& agents, const s
   replies->assign(agents.size(), json());
   std::vector<zmq::pollitem_t> items;
   int longest = 0;
+  for (auto* a : agents) longest = std::max(longest, a->effective_timeout_ms());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(longest);
   for (size_t i = 0; i < agents.size(); ++i) {
     auto* a = agents[i];
-    a->send_request(requests[i]);
+    a->send_request(requests[i], longest);  // every answer counts until the round's deadline
     items.push_back({a->impl_->req->handle(), 0, ZMQ_POLLIN, 0});
-    longest = std::max(longest, a->effective_timeout_ms());
   }
-  poll_until(items, std::chrono::steady_clock::now() + std::chrono::milliseconds(longest));
+  std::vector<int64_t> ready_ms;
+  poll_until(items, deadline, &ready_ms);
   for (size_t i = 0; i < agents.size(); ++i) {
     json r;
     try {
-      if (agents[i]->take_reply(items[i].revents & ZMQ_POLLIN, &r)) (*replies)[i] = std::move(r);
+      if (agents[i]->take_reply(items[i].revents & ZMQ_POLLIN, &r, ready_ms[i])) (*replies)[i] = std::move(r);
     } catch (const Error& e) {  // an unreadable reply: no answer from this agent, the others count
       spdlog::warn("{}", e.what());
     }

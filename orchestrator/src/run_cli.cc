@@ -20,6 +20,7 @@
 #include <map>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <regex>
 #include <set>
 #include <iostream>
@@ -147,6 +148,7 @@ struct RunOptions {
   std::string spec_path;          // what the user gave, for `orchard run NAME --resume`
   std::vector<std::string> sets;  // the --set overrides given with it
   double heartbeat_grace_s = 30;  // a process without a heartbeat for this long is hung
+  std::string epoch;              // this incarnation on the agents (reset_run/open_run)
 };
 
 class LocalRun {
@@ -439,6 +441,7 @@ int LocalRun::run() {
   orchestrator::SchedulerOptions so;
   so.max_restarts = opts_.max_restarts;
   so.run = spec_.name;
+  so.run_epoch = opts_.epoch;
   sched_ = std::make_unique<orchestrator::Scheduler>(io, so);
   for (auto& [host, agent] : agents_) sched_->set_agent(host, agent);
   sched_->on_event = [this](const orchestrator::SchedulerEvent& e) { on_event(e); };
@@ -718,11 +721,17 @@ void add_run(CLI::App& app, int* exit_code) {
   common(run);
   run->callback([args, exit_code, prepare, agents] {
     RunSpec spec = prepare();
-    if (!args->resume) {
-      fs::remove_all(spec.run_dir + "/replay");  // no stale replay checkpoints
-      if (!agents->empty()) call_all_agents(*agents, {{"op", "reset_run"}, {"run", spec.name}});
-    }
+    // Each incarnation of the run has its own epoch on the agents: a start or end_run left over
+    // from an earlier orchestrator of this run is refused there (docs/orchestrator.md).
+    std::random_device rd;
+    char epoch_hex[17];
+    std::snprintf(epoch_hex, sizeof epoch_hex, "%08x%08x", rd(), rd());
+    const std::string epoch = epoch_hex;
+    if (!args->resume) fs::remove_all(spec.run_dir + "/replay");  // no stale replay checkpoints
+    if (!agents->empty())
+      call_all_agents(*agents, {{"op", args->resume ? "open_run" : "reset_run"}, {"run", spec.name}, {"epoch", epoch}});
     RunOptions ro;
+    ro.epoch = epoch;
     ro.quiet = args->quiet;
     ro.max_restarts = args->max_restarts;
     ro.spec_path = args->spec;

@@ -394,7 +394,9 @@ void Scheduler::launch_all(const std::vector<ProcInfo*>& procs) {
       batches.back().push_back(p->spec.name);
     }
     agents.push_back(agents_.at(host).get());
-    requests.push_back({{"op", "start_many"}, {"run", options_.run}, {"starts", starts}});
+    nlohmann::json request = {{"op", "start_many"}, {"run", options_.run}, {"starts", starts}};
+    if (!options_.run_epoch.empty()) request["epoch"] = options_.run_epoch;
+    requests.push_back(std::move(request));
   }
   impl_->rounds.submit(std::move(agents), std::move(requests), [this, batches](std::vector<nlohmann::json> replies) {
     on_started(batches, replies);
@@ -674,27 +676,26 @@ std::vector<std::string> Scheduler::sweep_remote() {
   std::vector<std::string> killed;
   if (agents_.empty()) return killed;
   impl_->rounds.drain();  // the worker's rounds are made: this thread may call the agents now
+  // end_run on every agent at once: each kills what still runs of the run there and refuses
+  // later starts of it (of this epoch), so a start still queued in an agent that does not
+  // answer now cannot bring a process back after the orchestrator has gone.
   std::vector<std::string> hosts;
   std::vector<AgentClient*> asked;
   for (auto& [host, agent] : agents_) {
     hosts.push_back(host);
     asked.push_back(agent.get());
   }
+  nlohmann::json request = {{"op", "end_run"}, {"run", options_.run}};
+  if (!options_.run_epoch.empty()) request["epoch"] = options_.run_epoch;
   std::vector<nlohmann::json> replies;
-  AgentClient::try_call_all(asked, {{"op", "list"}, {"run", options_.run}}, &replies);
+  AgentClient::try_call_all(asked, request, &replies);
   for (size_t i = 0; i < hosts.size(); ++i) {
-    if (!replies[i].is_object() || !replies[i].contains("procs") || !replies[i]["procs"].is_array()) continue;
-    for (const auto& r : replies[i]["procs"]) {
-      if (!r.is_object() || !r.value("running", false)) continue;
-      const std::string name = r.value("name", "");
-      const int pid = r.value("pid", -1);
-      auto it = procs_.find(name);
-      if (it != procs_.end() && it->second.pid == pid && it->second.pid > 0) continue;  // ours, still supervised
-      pending_signals_[hosts[i]].emplace_back(name, SIGKILL);
-      killed.push_back(name + "@" + hosts[i] + " (pid " + std::to_string(pid) + ")");
-    }
+    if (!replies[i].is_object() || !replies[i].contains("killed") || !replies[i]["killed"].is_array()) continue;
+    for (const auto& k : replies[i]["killed"])
+      if (k.is_object())
+        killed.push_back(k.value("name", std::string("?")) + "@" + hosts[i] + " (pid " +
+                         std::to_string(k.value("pid", -1)) + ")");
   }
-  flush_signals(/*wait=*/true);
   return killed;
 }
 

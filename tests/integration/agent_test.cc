@@ -174,9 +174,10 @@ void stop_agents(LoopbackAgents& lab) {
 
 // A scheduler for run `run` on `io` whose hosts are the lab's agents (by their client names).
 std::unique_ptr<orchard::orchestrator::Scheduler> scheduler_on(boost::asio::io_context& io, const std::string& run,
-                                                               LoopbackAgents& lab) {
+                                                               LoopbackAgents& lab, const std::string& epoch = "") {
   orchard::orchestrator::SchedulerOptions o;
   o.run = run;
+  o.run_epoch = epoch;
   o.tick_s = 0.02;
   o.agent_poll_s = 0.1;
   o.stop_timeout_s = 5;
@@ -480,9 +481,9 @@ TEST(Agent, AGroupOnSeveralAgentsStartsInOneRoundAndAFrozenAgentCostsItOneTimeou
     }
   }
 
-  // The sweep at the end of a run: nothing was left behind; a process the scheduler does not
-  // supervise (started under the run's name behind its back) is found and killed.
-  EXPECT_TRUE(sched.sweep_remote().empty());
+  // The sweep at the end of a run (end_run on every agent): a process the scheduler does not
+  // supervise (started under the run's name behind its back) is killed, and is all it kills;
+  // a later start of the ended run is refused.
   const int stray = clients[0]->call({{"op", "start"}, {"run", "batch"}, {"name", "stray"},
                                       {"argv", {"/bin/sh", "-c", "sleep 60"}}}).value("pid", -1);
   ASSERT_GT(stray, 0);
@@ -490,13 +491,17 @@ TEST(Agent, AGroupOnSeveralAgentsStartsInOneRoundAndAFrozenAgentCostsItOneTimeou
   ASSERT_EQ(swept.size(), 1u);
   EXPECT_EQ(swept[0], "stray@a (pid " + std::to_string(stray) + ")");
   std::string stray_exit;
-  for (int i = 0; i < 100 && stray_exit.empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    const auto listed = clients[0]->call({{"op", "list"}, {"run", "batch"}});
-    for (const auto& p : listed["procs"])
-      if (p.value("name", "") == "stray" && !p.value("running", true)) stray_exit = p.value("exit", std::string());
+  const auto listed = clients[0]->call({{"op", "list"}, {"run", "batch"}});
+  for (const auto& p : listed["procs"])
+    if (p.value("name", "") == "stray") stray_exit = p.value("exit", std::string());
+  EXPECT_EQ(stray_exit, "signal 9") << listed.dump();  // end_run answers once the killed are reaped
+  EXPECT_TRUE(sched.sweep_remote().empty());
+  try {
+    clients[1]->call({{"op", "start_many"}, {"run", "batch"}, {"starts", {{{"name", "late"}, {"argv", {"/bin/true"}}}}}});
+    ADD_FAILURE() << "a start of an ended run was accepted";
+  } catch (const orchard::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("run 'batch' has ended"), std::string::npos) << e.what();
   }
-  EXPECT_EQ(stray_exit, "signal 9");
 
   // A start the agent refuses (no such program there) stops the run at once with its reason;
   // what did start is stopped.
@@ -532,23 +537,22 @@ TEST(Agent, AGroupOnSeveralAgentsStartsInOneRoundAndAFrozenAgentCostsItOneTimeou
 // The run is stopped while its starts on a frozen agent are still out: the stop waits for that
 // round, the unanswered starts are signalled by name, and once the agent wakes (it may then
 // carry out the stale start) the end-of-run sweep leaves nothing running there.
-TEST(Agent, AStopWhileStartsAreOutLeavesNothingBehind) {
+namespace {
+
+// Four workers over agents a and b of `lab`, b frozen (SIGSTOP) as they start; the run is
+// stopped 300 ms in, while b's starts are still out. Returns when the scheduler is done (b is
+// still frozen then); *done_at: seconds from start() to done.
+void stop_while_b_is_frozen(LoopbackAgents& lab, boost::asio::io_context& io, orchard::orchestrator::Scheduler& sched,
+                            double* done_at) {
   namespace oo = orchard::orchestrator;
-  Dir d("stopout");
-  LoopbackAgents lab;
-  ASSERT_NO_FATAL_FAILURE(start_loopback_agents(d, {"a", "b"}, 1000, &lab));
-  boost::asio::io_context io;
-  auto sched_ptr = scheduler_on(io, "stopout", lab);
-  oo::Scheduler& sched = *sched_ptr;
   for (int i = 0; i < 4; ++i) sched.add(remote_worker("worker-" + std::to_string(i), i % 2 ? "b" : "a"));
   bool done = false;
   oo::RunOutcome outcome = oo::RunOutcome::kFinished;
-  double done_at = 0;
   const double t0 = oo::steady_seconds();
   sched.on_done = [&](oo::RunOutcome oc, const std::string&) {
     done = true;
     outcome = oc;
-    done_at = oo::steady_seconds() - t0;
+    *done_at = oo::steady_seconds() - t0;
     io.stop();
   };
   ::kill(lab.agents[1]->pid(), SIGSTOP);
@@ -563,26 +567,166 @@ TEST(Agent, AStopWhileStartsAreOutLeavesNothingBehind) {
   });
   sched.start();
   io.run();
-  ::kill(lab.agents[1]->pid(), SIGCONT);
   ASSERT_TRUE(done);
   EXPECT_EQ(outcome, oo::RunOutcome::kStopped);
-  EXPECT_GE(done_at, 0.9);  // it waited for the round that was out
-  // The woken agent may now carry out the stale start; the sweep (as `orchard run` does at the
-  // end) stops whatever runs there for the run.
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  const auto swept = sched.sweep_remote();  // here: b's two workers, started late by the stale request
-  SCOPED_TRACE(::testing::PrintToString(swept));
+}
+
+// Nothing of `run` runs on any agent of the lab (waits up to 2.5 s for it).
+void expect_nothing_running(LoopbackAgents& lab, const std::string& run) {
   for (int attempt = 0; attempt < 50; ++attempt) {
     bool running = false;
     for (const auto& c : lab.clients) {
-      const auto listed = c->call({{"op", "list"}, {"run", "stopout"}});
+      const auto listed = c->call({{"op", "list"}, {"run", run}});
       for (const auto& p : listed["procs"]) running = running || p.value("running", false);
     }
-    if (!running) break;
+    if (!running) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    ASSERT_LT(attempt, 49) << "a process of the stopped run is still running on an agent";
   }
+  ADD_FAILURE() << "a process of the stopped run is still running on an agent";
+}
+
+}  // namespace
+
+// The agent wakes before the run's end, with the stale start in its queue: whatever it does with
+// it, after the sweep (as `orchard run` does at the end) nothing of the run runs there.
+TEST(Agent, AStopWhileStartsAreOutLeavesNothingBehind) {
+  Dir d("stopout");
+  LoopbackAgents lab;
+  ASSERT_NO_FATAL_FAILURE(start_loopback_agents(d, {"a", "b"}, 1000, &lab));
+  boost::asio::io_context io;
+  auto sched = scheduler_on(io, "stopout", lab);
+  double done_at = 0;
+  stop_while_b_is_frozen(lab, io, *sched, &done_at);
+  ::kill(lab.agents[1]->pid(), SIGCONT);
+  EXPECT_GE(done_at, 0.9);  // it waited for the round that was out
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // b refuses the stale start (it came after the scheduler stopped waiting); were it carried
+  // out, the sweep's end_run would kill it.
+  const auto swept = sched->sweep_remote();
+  SCOPED_TRACE(::testing::PrintToString(swept));
+  expect_nothing_running(lab, "stopout");
   stop_agents(lab);
+}
+
+// The agent stays frozen past the run's end, sweep included: when it wakes, the stale start and
+// the end_run wait in its queue. Whichever it takes first, nothing of the run is left running:
+// the start is refused (the run has ended) or the end_run kills what it started. Then a new run
+// of the same name (a new epoch) is not touched by anything of the old one.
+TEST(Agent, AnAgentFrozenPastTheRunsEndDoesNotBringItBack) {
+  Dir d("frozenend");
+  LoopbackAgents lab;
+  ASSERT_NO_FATAL_FAILURE(start_loopback_agents(d, {"a", "b"}, 1000, &lab));
+  for (auto& c : lab.clients) c->call({{"op", "reset_run"}, {"run", "frozenend"}, {"epoch", "e1"}});
+  boost::asio::io_context io;
+  auto sched = scheduler_on(io, "frozenend", lab, "e1");
+  double done_at = 0;
+  stop_while_b_is_frozen(lab, io, *sched, &done_at);
+  const auto swept = sched->sweep_remote();  // b does not answer
+  EXPECT_TRUE(swept.empty()) << ::testing::PrintToString(swept);
+  ::kill(lab.agents[1]->pid(), SIGCONT);
+  // b works through its queue: the start came with the moment the scheduler stopped waiting for
+  // it (in b's clock), long past now, so b refuses it.
+  EXPECT_TRUE(lab.agents[1]->wait_for_output("refused 'start_many': expired: this request came", 5000))
+      << lab.agents[1]->output();
+  expect_nothing_running(lab, "frozenend");
+  EXPECT_TRUE(lab.clients[1]->call({{"op", "list"}, {"run", "frozenend"}})["procs"].empty());
+  // A start carried out late but in time for its answer is not refused (the margin is the round
+  // trip plus 25 ms): a plain start_many through the same client works.
+  const auto fresh = lab.clients[1]->call(
+      {{"op", "start_many"}, {"run", "frozenend"}, {"epoch", "e1"}, {"starts", {{{"name", "late"}, {"argv", {"/bin/true"}}}}}});
+  EXPECT_FALSE(fresh["started"][0].contains("error")) << fresh.dump();
+  // The scheduler's end_run never reached b (frozen): now it ends the run there too, and a start
+  // of the ended run (even one in time) is refused.
+  EXPECT_TRUE(lab.clients[1]->call({{"op", "end_run"}, {"run", "frozenend"}, {"epoch", "e1"}}).value("ended", false));
+  EXPECT_THROW(lab.clients[1]->call({{"op", "start_many"}, {"run", "frozenend"}, {"epoch", "e1"},
+                                     {"starts", {{{"name", "later"}, {"argv", {"/bin/true"}}}}}}),
+               orchard::Error);
+  stop_agents(lab);
+}
+
+// Run epochs, end_run and expired requests on one agent, across a restart of the agent.
+TEST(Agent, EpochsEndRunAndDeadlinesRefuseStaleRequestsAcrossAgentRestarts) {
+  Dir d("epochs");
+  const std::string ep = "tcp://127.0.0.1:" + std::to_string(orchard::core::free_loopback_port());
+  auto start_agent_here = [&] {
+    auto a = std::make_unique<ChildProcess>(std::vector<std::string>{orchard_bin("orchard"), "agent", "--listen", ep,
+                                                                     "--token-file", (d.path / "token").string(),
+                                                                     "--state-dir", (d.path / "state").string()});
+    EXPECT_TRUE(a->wait_for_output("ready", 20000)) << a->output();
+    return a;
+  };
+  auto agent = start_agent_here();
+  AgentClient c("h", ep, kToken, "", 3000);
+  auto start = [&](const std::string& epoch, const std::string& name, const std::string& cmd = "sleep 60") {
+    nlohmann::json r = {{"op", "start_many"}, {"run", "ep"}, {"starts", nlohmann::json::array()}};
+    r["starts"].push_back({{"name", name}, {"argv", {"/bin/sh", "-c", cmd}}});
+    if (!epoch.empty()) r["epoch"] = epoch;
+    return c.call(r)["started"][0];
+  };
+  auto refused = [&](const std::string& epoch, const std::string& name) {
+    try {
+      start(epoch, name);
+      return std::string("accepted");
+    } catch (const orchard::Error& e) {
+      return std::string(e.what());
+    }
+  };
+  c.call({{"op", "reset_run"}, {"run", "ep"}, {"epoch", "e1"}});
+  const int p1 = start("e1", "w1").value("pid", -1);
+  ASSERT_GT(p1, 0);
+  // An end_run of another epoch ends nothing.
+  auto stale_end = c.call({{"op", "end_run"}, {"run", "ep"}, {"epoch", "e0"}});
+  EXPECT_TRUE(stale_end.value("stale", false)) << stale_end.dump();
+  EXPECT_EQ(::kill(p1, 0), 0);
+  // end_run of this epoch kills what runs and answers once it is gone.
+  auto ended = c.call({{"op", "end_run"}, {"run", "ep"}, {"epoch", "e1"}});
+  ASSERT_EQ(ended["killed"].size(), 1u) << ended.dump();
+  EXPECT_EQ(ended["killed"][0].value("pid", -1), p1);
+  EXPECT_NE(::kill(p1, 0), 0);
+  EXPECT_NE(refused("e1", "w2").find("run 'ep' has ended"), std::string::npos);
+  EXPECT_NE(refused("", "w2").find("run 'ep' has ended"), std::string::npos);
+  // A new incarnation: starts of the old epoch are stale.
+  c.call({{"op", "reset_run"}, {"run", "ep"}, {"epoch", "e2"}});
+  EXPECT_NE(refused("e1", "w2").find("stale request: run 'ep' is at epoch e2, this request is for epoch e1"),
+            std::string::npos)
+      << refused("e1", "w2");
+  const int p2 = start("e2", "w2").value("pid", -1);
+  ASSERT_GT(p2, 0);
+  // A resumed run (open_run): a new epoch, the process kept.
+  c.call({{"op", "open_run"}, {"run", "ep"}, {"epoch", "e3"}});
+  EXPECT_EQ(::kill(p2, 0), 0);
+  EXPECT_NE(refused("e2", "w3").find("stale request"), std::string::npos);
+  // All of it is in procs.json: a restarted agent refuses the same.
+  agent->signal(SIGTERM);
+  EXPECT_EQ(agent->wait(10000), 0);
+  agent = start_agent_here();
+  EXPECT_NE(refused("e2", "w3").find("stale request"), std::string::npos);
+  EXPECT_TRUE(c.call({{"op", "end_run"}, {"run", "ep"}, {"epoch", "e3"}}).value("ended", false));
+  // The adopted process, killed too (a zombie until its new parent reaps it).
+  std::ifstream stat("/proc/" + std::to_string(p2) + "/stat");
+  std::string stat_line;
+  if (std::getline(stat, stat_line)) EXPECT_EQ(stat_line.substr(stat_line.rfind(')') + 2, 1), "Z") << stat_line;
+  agent->signal(SIGTERM);
+  EXPECT_EQ(agent->wait(10000), 0);
+  agent = start_agent_here();
+  EXPECT_NE(refused("e3", "w3").find("has ended"), std::string::npos);
+  // Deadlines: a start or signal past its not_after_ms is refused; a bad one is named.
+  c.call({{"op", "reset_run"}, {"run", "ep"}, {"epoch", "e4"}});
+  nlohmann::json late = {{"op", "start_many"}, {"run", "ep"}, {"epoch", "e4"}, {"not_after_ms", 1000},
+                         {"starts", nlohmann::json::array({{{"name", "w4"}, {"argv", {"/bin/true"}}}})}};
+  try {
+    c.call(late);
+    ADD_FAILURE() << "an expired start was carried out";
+  } catch (const orchard::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("expired: this request came"), std::string::npos) << e.what();
+  }
+  late["not_after_ms"] = "soon";
+  EXPECT_THROW(c.call(late), orchard::Error);
+  EXPECT_TRUE(c.call({{"op", "list"}, {"run", "ep"}})["procs"].empty());
+  // The client's own deadline (its clock offset is known from the replies so far) is in time.
+  EXPECT_GT(start("e4", "w4", "true").value("pid", -1), 0);
+  agent->signal(SIGTERM);
+  EXPECT_EQ(agent->wait(10000), 0);
 }
 
 TEST(Agent, AnUnreachableAgentIsAClearErrorBeforeAnythingStarts) {

@@ -7,7 +7,11 @@
 //
 // Transport: one ZeroMQ ROUTER socket; each request is one frame of JSON
 //   {"token": "...", "op": "ping|host|start|start_many|signal|signal_many|list|logs|logs_many|read_file|
-//   reset_run|free_port", ...}
+//   reset_run|open_run|end_run|free_port", ...}
+// A run has an epoch (a string the orchestrator picks for each incarnation: reset_run for a new
+// run, open_run for a resumed one). Starts that carry another epoch are refused as stale, and
+// end_run kills what still runs of the run and refuses its later starts, so a request that
+// waited in a frozen agent's queue past the run's end cannot bring a process of it back.
 // answered by {"ok": true, ...} or {"ok": false, "error": "..."}. Every request must carry the
 // agent's token (compared in constant time); CURVE encrypts the channel when the agent has a key
 // pair (its public key is then required by clients). Bad requests — unparsable JSON, a wrong
@@ -67,6 +71,11 @@ class AgentServer {
   // reuse_running: a process of that name still running is the answer (start_many), not an error.
   nlohmann::json op_start(const nlohmann::json& r, bool reuse_running = false);
   nlohmann::json op_signal(const nlohmann::json& r);
+  nlohmann::json op_end_run(const nlohmann::json& r);
+  // Throws for a start of an ended run or one carrying an epoch other than the run's.
+  void check_open(const std::string& run, const nlohmann::json& r) const;
+  // Throws for a start or signal whose not_after_ms (the sender's deadline, in this clock) has passed.
+  static void check_not_expired(const std::string& op, const nlohmann::json& r);
   nlohmann::json op_list(const nlohmann::json& r);
   nlohmann::json op_logs(const nlohmann::json& r);
   nlohmann::json read_logs(const nlohmann::json& r);  // r["reads"] as logs_many answers them
@@ -81,6 +90,11 @@ class AgentServer {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::map<std::string, Proc> procs_;  // key: run + "/" + name
+  struct RunState {
+    std::string epoch;  // empty: none given (requests without an epoch are not checked)
+    bool ended = false;
+  };
+  std::map<std::string, RunState> runs_;
   std::atomic<bool> stop_{false};
   uint64_t rejected_ = 0;
 };
@@ -128,14 +142,21 @@ class AgentClient {
 
  private:
   void connect();
-  void send_request(const nlohmann::json& request);
-  // After send_request: the reply if it is there, else marks the client suspect and resets it.
-  bool take_reply(bool readable, nlohmann::json* reply);
+  // wait_ms: how long this client waits for the answer (a start or signal carries its end, in
+  // the agent's clock, as not_after_ms once the clock offset is known).
+  void send_request(const nlohmann::json& request, int wait_ms);
+  // After send_request: the reply if it is there (received_ms: when it was seen, wall clock),
+  // else marks the client suspect and resets it.
+  bool take_reply(bool readable, nlohmann::json* reply, int64_t received_ms);
+  void update_clock(const nlohmann::json& reply, int64_t received_ms);
   int effective_timeout_ms() const { return suspect_ ? std::min(timeout_ms_, suspect_timeout_ms_) : timeout_ms_; }
   std::string name_, endpoint_, token_, server_key_;
   int timeout_ms_;
   int suspect_timeout_ms_ = 250;
   bool suspect_ = false;
+  // The agent's clock minus ours, from its replies' now_ms (Cristian's algorithm).
+  bool clock_known_ = false;
+  int64_t clock_offset_ms_ = 0, clock_rtt_ms_ = 0, best_rtt_ms_ = 0, sent_ms_ = 0;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

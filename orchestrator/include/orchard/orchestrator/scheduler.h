@@ -63,6 +63,9 @@ struct SchedulerOptions {
   double tick_s = 0.05;             // readiness polling and restart timers
   int parent_death_signal = 15;     // SIGTERM to the children if the scheduler's process dies
   std::string run = "run";          // run name (agents keep processes per run)
+  // This incarnation of the run on the agents (reset_run/open_run gave it): starts carry it, so
+  // an agent refuses one left over from an earlier orchestrator; empty: not checked.
+  std::string run_epoch;
   double agent_poll_s = 0.25;       // remote processes: exit and readiness polling interval
   double agent_lost_s = 10;         // an agent silent this long: its processes count as failed
 };
@@ -117,9 +120,11 @@ class Scheduler {
   // the loop goes on meanwhile. Do not call these clients yourself while the scheduler runs
   // (sweep_remote() and the destructor wait for the worker first).
   void set_agent(const std::string& host, std::shared_ptr<AgentClient> agent);
-  // After the run is done: asks every agent for this run's processes and kills (SIGKILL) those
-  // still running that the scheduler does not supervise (a start whose reply was lost while the
-  // run ended). Returns them as "name@host (pid N)"; empty when nothing was left behind.
+  // After the run is done: ends the run on every agent (end_run with run_epoch, all at once):
+  // each kills (SIGKILL) what still runs of it there — a start whose reply was lost while the run
+  // ended — and refuses later starts of this epoch, so a start still queued in an agent that is
+  // frozen now is refused when it wakes. Returns the killed as "name@host (pid N)"; empty when
+  // nothing was left behind.
   std::vector<std::string> sweep_remote();
   // A process already running under an agent (found by `list` when a run resumes): taken over
   // as running instead of being started again. Call before start().
