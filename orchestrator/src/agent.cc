@@ -79,6 +79,16 @@ std::string describe_status(int status) {
 struct AgentServer::Impl {
   zmq::context_t ctx{1};
   std::unique_ptr<zmq::socket_t> router;
+  // start_many with wait_ready_ms: the reply is held (the agent serves other requests
+  // meanwhile) until every process it started has said "ready" or exited, or the wait is over.
+  struct Held {
+    zmq::message_t identity;
+    json reply;
+    std::string run;
+    json reads;  // [{name, offset}]: the started processes and where their output begins
+    std::chrono::steady_clock::time_point until;
+  };
+  std::vector<Held> held;
 };
 
 AgentServer::AgentServer(AgentOptions options) : options_(std::move(options)), impl_(std::make_unique<Impl>()) {
@@ -524,17 +534,76 @@ json AgentServer::handle(const std::string& text) {
   }
 }
 
+bool AgentServer::started_and_settled(const std::string& run, const json& reads) {
+  for (const auto& rd : reads) {
+    auto it = procs_.find(run + "/" + rd.value("name", std::string()));
+    if (it == procs_.end() || it->second.exited) continue;  // gone: nothing to wait for
+    // Ready: a line of this start's output begins with "ready" (as the scheduler reads it).
+    std::ifstream in(it->second.log, std::ios::binary);
+    if (!in) return false;
+    in.seekg(rd.value("offset", int64_t{0}));
+    std::string line;
+    bool ready = false;
+    while (!ready && std::getline(in, line)) ready = line.rfind("ready", 0) == 0 && !in.eof();
+    if (!ready) return false;
+  }
+  return true;
+}
+
+void AgentServer::send_reply(zmq::message_t& identity, const json& reply) {
+  zmq::socket_t& s = *impl_->router;
+  s.send(std::move(identity), zmq::send_flags::sndmore);
+  s.send(zmq::message_t(), zmq::send_flags::sndmore);
+  s.send(zmq::buffer(reply.dump()), zmq::send_flags::none);
+}
+
+void AgentServer::release_held(bool all) {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = impl_->held.begin(); it != impl_->held.end();) {
+    if (!all && now < it->until && !started_and_settled(it->run, it->reads)) {
+      ++it;
+      continue;
+    }
+    // The output so far comes along: the scheduler reads readiness from it, as from `list`.
+    it->reply["logs"] = read_logs({{"run", it->run}, {"reads", it->reads}});
+    it->reply["now_ms"] = wall_ms();
+    send_reply(it->identity, it->reply);
+    it = impl_->held.erase(it);
+  }
+}
+
+// A start_many asking to wait (wait_ready_ms, bounded by its not_after_ms and by 10 s) whose
+// reply is ok: returns the wait's end and the processes to wait for; false: answer now.
+bool AgentServer::wants_wait(const json& request, const json& reply, std::chrono::steady_clock::time_point* until,
+                             json* reads) const {
+  if (!reply.value("ok", false) || !request.is_object() || request.value("op", "") != "start_many") return false;
+  if (!request.contains("wait_ready_ms") || !request["wait_ready_ms"].is_number_integer()) return false;
+  int64_t wait_ms = std::min<int64_t>(request["wait_ready_ms"].get<int64_t>(), 10000);
+  if (request.contains("not_after_ms") && request["not_after_ms"].is_number_integer())
+    wait_ms = std::min(wait_ms, request["not_after_ms"].get<int64_t>() - wall_ms());
+  if (wait_ms <= 0) return false;
+  *reads = json::array();
+  for (const auto& e : reply["started"])
+    if (e.contains("pid") && !e.contains("error"))
+      reads->push_back({{"name", e.value("name", std::string())}, {"offset", e.value("log_size", int64_t{0})}});
+  if (reads->empty()) return false;
+  *until = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+  return true;
+}
+
 void AgentServer::run() {
   zmq::socket_t& s = *impl_->router;
   while (!stop_ && !core::Shutdown::requested()) {
     zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
     try {
-      zmq::poll(&item, 1, std::chrono::milliseconds(200));
+      // While replies are held, look at their processes' output every 5 ms.
+      zmq::poll(&item, 1, std::chrono::milliseconds(impl_->held.empty() ? 200 : 5));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;  // a signal (SIGTERM: the loop condition ends the loop)
       throw;
     }
     reap();
+    release_held(false);
     if (!(item.revents & ZMQ_POLLIN)) continue;
     // [identity][empty][request] from REQ clients; anything else is dropped with a count.
     std::vector<zmq::message_t> parts;
@@ -549,11 +618,18 @@ void AgentServer::run() {
       ++rejected_;
       continue;
     }
-    json reply = handle(parts[2].to_string());
-    s.send(std::move(parts[0]), zmq::send_flags::sndmore);
-    s.send(zmq::message_t(), zmq::send_flags::sndmore);
-    s.send(zmq::buffer(reply.dump()), zmq::send_flags::none);
+    const std::string text = parts[2].to_string();
+    json reply = handle(text);
+    std::chrono::steady_clock::time_point until;
+    json reads;
+    if (wants_wait(json::parse(text, nullptr, false), reply, &until, &reads)) {
+      impl_->held.push_back({std::move(parts[0]), std::move(reply), json::parse(text)["run"], std::move(reads), until});
+      release_held(false);  // already settled (e.g. every process already running): answer now
+      continue;
+    }
+    send_reply(parts[0], reply);
   }
+  release_held(true);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -374,6 +374,7 @@ void Scheduler::launch_all(const std::vector<ProcInfo*>& procs) {
   std::vector<AgentClient*> agents;
   std::vector<nlohmann::json> requests;
   std::vector<std::vector<std::string>> batches;  // names, in each request's order
+  std::vector<std::string> hosts;                 // each request's host
   const double now = steady_seconds();
   for (auto& [host, batch] : by_host) {
     nlohmann::json starts = nlohmann::json::array();
@@ -396,12 +397,27 @@ void Scheduler::launch_all(const std::vector<ProcInfo*>& procs) {
     agents.push_back(agents_.at(host).get());
     nlohmann::json request = {{"op", "start_many"}, {"run", options_.run}, {"starts", starts}};
     if (!options_.run_epoch.empty()) request["epoch"] = options_.run_epoch;
+    // At start-up the agent holds its answer until the group's processes there are ready (or
+    // the wait is over), output included: readiness costs no poll round trip of its own. Not
+    // while the run goes on, where the worker thread must stay free for the polls and signals.
+    if (phase_ == Phase::kStarting && options_.agent_start_wait_ms > 0)
+      request["wait_ready_ms"] = options_.agent_start_wait_ms;
+    hosts.push_back(host);
     requests.push_back(std::move(request));
   }
-  impl_->rounds.submit(std::move(agents), std::move(requests), [this, batches](std::vector<nlohmann::json> replies) {
-    on_started(batches, replies);
-    flush_signals();
-  });
+  impl_->rounds.submit(std::move(agents), std::move(requests),
+                       [this, batches, hosts](std::vector<nlohmann::json> replies) {
+                         on_started(batches, replies);
+                         // Output that came with the answers (wait_ready_ms): readiness as from a poll.
+                         std::map<std::string, pid_t> reading;
+                         for (const auto& batch : batches)
+                           for (const auto& name : batch) {
+                             const ProcInfo& p = procs_.at(name);
+                             if (p.pid > 0 && p.state == ProcState::kStarting) reading[name] = p.pid;
+                           }
+                         if (!reading.empty()) on_remote_logs(hosts, reading, replies);
+                         flush_signals();
+                       });
 }
 
 void Scheduler::on_started(const std::vector<std::vector<std::string>>& batches,
@@ -448,7 +464,7 @@ void Scheduler::on_started(const std::vector<std::vector<std::string>>& batches,
       log_offsets_[name] = static_cast<size_t>(e->value("log_size", int64_t{0}));
       log_pending_[name].clear();
       p.state = ProcState::kStarting;
-      p.started_at = now;
+      if (!reply.contains("logs")) p.started_at = now;  // a held answer: counted from the request
       emit("start", name,
            "pid " + std::to_string(p.pid) + " on " + p.spec.host +
                (e->value("already_running", false) ? " (already running)" : ""));

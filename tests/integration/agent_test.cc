@@ -729,6 +729,72 @@ TEST(Agent, EpochsEndRunAndDeadlinesRefuseStaleRequestsAcrossAgentRestarts) {
   EXPECT_EQ(agent->wait(10000), 0);
 }
 
+// start_many with wait_ready_ms: the agent holds the answer until the processes it started are
+// ready (or have exited, or the wait or the request's deadline is over), with their output, and
+// serves other requests meanwhile.
+TEST(Agent, AHeldStartAnswersOnceItsProcessesAreReadyAndTheAgentServesMeanwhile) {
+  Dir d("held");
+  LoopbackAgents lab;
+  ASSERT_NO_FATAL_FAILURE(start_loopback_agents(d, {"a"}, 5000, &lab));
+  AgentClient other("a2", lab.clients[0]->endpoint(), kToken, "", 5000);
+  using Clock = std::chrono::steady_clock;
+  auto secs = [](Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+
+  // Two processes, ready after 0.1 s and 0.6 s: one answer, after the later one.
+  auto t0 = Clock::now();
+  nlohmann::json reply;
+  std::thread t([&] {
+    reply = lab.clients[0]->call({{"op", "start_many"}, {"run", "held"}, {"wait_ready_ms", 3000},
+                                  {"starts", {{{"name", "fast"}, {"argv", {"/bin/sh", "-c", "sleep 0.1; echo ready; sleep 60"}}},
+                                              {{"name", "slow"}, {"argv", {"/bin/sh", "-c", "echo starting; sleep 0.6; echo ready now; sleep 60"}}}}}});
+  });
+  // Meanwhile the agent answers others at once.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto p0 = Clock::now();
+  EXPECT_TRUE(other.call({{"op", "ping"}}).value("pong", false));
+  EXPECT_LT(secs(p0), 0.1);
+  t.join();
+  const double took = secs(t0);
+  EXPECT_GE(took, 0.55);
+  EXPECT_LT(took, 2.0);
+  ASSERT_EQ(reply["logs"].size(), 2u) << reply.dump();
+  EXPECT_EQ(reply["logs"][0].value("data", std::string()), "ready\n");
+  EXPECT_EQ(reply["logs"][1].value("data", std::string()), "starting\nready now\n");
+  EXPECT_GT(reply["started"][1].value("pid", -1), 0);
+
+  // Never ready: answered when the wait is over, with what it wrote so far.
+  t0 = Clock::now();
+  auto never = lab.clients[0]->call({{"op", "start_many"}, {"run", "held"}, {"wait_ready_ms", 400},
+                                     {"starts", {{{"name", "never"}, {"argv", {"/bin/sh", "-c", "echo warming up; sleep 60"}}}}}});
+  EXPECT_GE(secs(t0), 0.38);
+  EXPECT_LT(secs(t0), 1.5);
+  EXPECT_EQ(never["logs"][0].value("data", std::string()), "warming up\n");
+  // Exits at once: answered at once, not at the end of the wait.
+  t0 = Clock::now();
+  auto dies = lab.clients[0]->call({{"op", "start_many"}, {"run", "held"}, {"wait_ready_ms", 3000},
+                                    {"starts", {{{"name", "dies"}, {"argv", {"/bin/sh", "-c", "echo oops; exit 3"}}}}}});
+  EXPECT_LT(secs(t0), 1.5);
+  EXPECT_EQ(dies["logs"][0].value("data", std::string()), "oops\n");
+  // The request's deadline bounds the wait: not_after_ms 300 ms from now (this clock is the agent's).
+  const int64_t wall_now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch()).count();
+  t0 = Clock::now();
+  auto bounded = lab.clients[0]->call({{"op", "start_many"}, {"run", "held"}, {"wait_ready_ms", 5000},
+                                       {"not_after_ms", wall_now + 300},
+                                       {"starts", {{{"name", "bounded"}, {"argv", {"/bin/sh", "-c", "sleep 60"}}}}}});
+  EXPECT_LT(secs(t0), 1.0);
+  EXPECT_GT(bounded["started"][0].value("pid", -1), 0);
+  // Already running (a retried start): answered at once.
+  t0 = Clock::now();
+  auto again = lab.clients[0]->call({{"op", "start_many"}, {"run", "held"}, {"wait_ready_ms", 3000},
+                                     {"starts", {{{"name", "fast"}, {"argv", {"/bin/true"}}}}}});
+  EXPECT_TRUE(again["started"][0].value("already_running", false)) << again.dump();
+  EXPECT_LT(secs(t0), 0.5);
+  EXPECT_EQ(again["logs"][0].value("data", std::string()), "ready\n");
+  lab.clients[0]->call({{"op", "end_run"}, {"run", "held"}});
+  stop_agents(lab);
+}
+
 TEST(Agent, AnUnreachableAgentIsAClearErrorBeforeAnythingStarts) {
   Dir d("unreach");
   std::ofstream(d.path / "spec.yaml")

@@ -25,6 +25,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -32,6 +33,10 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+namespace zmq {
+class message_t;
+}
 
 namespace orchard::orchestrator {
 
@@ -83,6 +88,12 @@ class AgentServer {
   nlohmann::json op_host();
   void reap();
   void save_state();
+  // Held start_many replies (wait_ready_ms): see run().
+  bool started_and_settled(const std::string& run, const nlohmann::json& reads);
+  void release_held(bool all);
+  bool wants_wait(const nlohmann::json& request, const nlohmann::json& reply,
+                  std::chrono::steady_clock::time_point* until, nlohmann::json* reads) const;
+  void send_reply(zmq::message_t& identity, const nlohmann::json& reply);
   std::string run_dir(const std::string& run) const;
 
   AgentOptions options_;

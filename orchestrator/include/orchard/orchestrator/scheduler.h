@@ -68,6 +68,9 @@ struct SchedulerOptions {
   std::string run_epoch;
   double agent_poll_s = 0.25;       // remote processes: exit and readiness polling interval
   double agent_lost_s = 10;         // an agent silent this long: its processes count as failed
+  // At start-up, a start_many asks its agent to hold the answer up to this long (and within the
+  // request's deadline) until the processes it started are ready; 0: answer at once.
+  int agent_start_wait_ms = 1500;
 };
 
 enum class ProcState { kPending, kStarting, kRunning, kBackoff, kStopping, kExited };
