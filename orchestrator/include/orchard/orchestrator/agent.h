@@ -12,6 +12,11 @@
 // run, open_run for a resumed one). Starts that carry another epoch are refused as stale, and
 // end_run kills what still runs of the run and refuses its later starts, so a request that
 // waited in a frozen agent's queue past the run's end cannot bring a process of it back.
+// Every reply carries the agent's clock (now_ms); a start or signal may carry not_after_ms (the
+// sender's deadline, in that clock) and is refused as expired after it. A start_many with
+// wait_ready_ms is answered once its processes have printed "ready" or exited (or the wait,
+// bounded by not_after_ms, is over), their output since the start in "logs"; the agent serves
+// other requests meanwhile.
 // answered by {"ok": true, ...} or {"ok": false, "error": "..."}. Every request must carry the
 // agent's token (compared in constant time); CURVE encrypts the channel when the agent has a key
 // pair (its public key is then required by clients). Bad requests — unparsable JSON, a wrong
