@@ -142,6 +142,8 @@ AgentServer::AgentServer(AgentOptions options) : options_(std::move(options)), i
 
 AgentServer::~AgentServer() = default;
 
+int64_t AgentServer::clock_ms() const { return wall_ms() + options_.clock_skew_ms; }
+
 std::string AgentServer::run_dir(const std::string& run) const { return options_.state_dir + "/runs/" + run; }
 
 void AgentServer::save_state() {
@@ -286,11 +288,11 @@ void AgentServer::check_open(const std::string& run, const json& r) const {
     throw Error("run '" + run + "' has ended (end_run); reset_run or open_run begins it again");
 }
 
-void AgentServer::check_not_expired(const std::string& op, const json& r) {
+void AgentServer::check_not_expired(const std::string& op, const json& r) const {
   if (op != "start" && op != "start_many" && op != "signal" && op != "signal_many") return;
   if (!r.contains("not_after_ms")) return;
   if (!r["not_after_ms"].is_number_integer()) throw Error("field 'not_after_ms' must be an integer (ms since the epoch)");
-  const int64_t late = wall_ms() - r["not_after_ms"].get<int64_t>();
+  const int64_t late = clock_ms() - r["not_after_ms"].get<int64_t>();
   if (late > 0)
     throw Error("expired: this request came " + std::to_string(late) +
                 " ms after its sender stopped waiting for the answer (this agent was stalled, or the link is slow); "
@@ -525,12 +527,12 @@ json AgentServer::handle(const std::string& text) {
                                          "logs_many, read_file, reset_run, open_run, end_run, free_port)"}};
     }
     out["ok"] = true;
-    out["now_ms"] = wall_ms();  // the client estimates the offset between its clock and this one
+    out["now_ms"] = clock_ms();  // the client estimates the offset between its clock and this one
     return out;
   } catch (const std::exception& e) {
     ++rejected_;
     spdlog::warn("refused '{}': {}", op, e.what());
-    return {{"ok", false}, {"error", op + ": " + e.what()}, {"now_ms", wall_ms()}};
+    return {{"ok", false}, {"error", op + ": " + e.what()}, {"now_ms", clock_ms()}};
   }
 }
 
@@ -566,7 +568,7 @@ void AgentServer::release_held(bool all) {
     }
     // The output so far comes along: the scheduler reads readiness from it, as from `list`.
     it->reply["logs"] = read_logs({{"run", it->run}, {"reads", it->reads}});
-    it->reply["now_ms"] = wall_ms();
+    it->reply["now_ms"] = clock_ms();
     send_reply(it->identity, it->reply);
     it = impl_->held.erase(it);
   }
@@ -580,7 +582,7 @@ bool AgentServer::wants_wait(const json& request, const json& reply, std::chrono
   if (!request.contains("wait_ready_ms") || !request["wait_ready_ms"].is_number_integer()) return false;
   int64_t wait_ms = std::min<int64_t>(request["wait_ready_ms"].get<int64_t>(), 10000);
   if (request.contains("not_after_ms") && request["not_after_ms"].is_number_integer())
-    wait_ms = std::min(wait_ms, request["not_after_ms"].get<int64_t>() - wall_ms());
+    wait_ms = std::min(wait_ms, request["not_after_ms"].get<int64_t>() - clock_ms());
   if (wait_ms <= 0) return false;
   *reads = json::array();
   for (const auto& e : reply["started"])

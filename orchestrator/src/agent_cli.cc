@@ -40,6 +40,9 @@ void add_agent(CLI::App& app, int* exit_code) {
   cmd->add_option("--advertise", o->advertise_host, "Address other hosts reach this one at (reported by `host`)");
   cmd->add_option("--new-token", *new_token, "Write a new random token to this file (mode 0600) and exit");
   cmd->add_option("--log-level", *level, "trace|debug|info|warn|error");
+  cmd->add_option("--clock-skew-ms", o->clock_skew_ms,
+                  "Testing: act as if this host's clock were off by this many ms (deadlines still hold)")
+      ->group("");  // hidden from --help
   cmd->callback([o, token_file, new_token, level, exit_code] {
     if (!new_token->empty()) {
       std::random_device rd;

@@ -152,12 +152,16 @@ struct LoopbackAgents {
   std::vector<std::unique_ptr<ChildProcess>> agents;
   std::vector<std::shared_ptr<AgentClient>> clients;
 };
-void start_loopback_agents(const Dir& d, const std::vector<std::string>& names, int timeout_ms, LoopbackAgents* out) {
+// extra_args[i]: more arguments for agent i's command line.
+void start_loopback_agents(const Dir& d, const std::vector<std::string>& names, int timeout_ms, LoopbackAgents* out,
+                           const std::vector<std::vector<std::string>>& extra_args = {}) {
   for (size_t i = 0; i < names.size(); ++i) {
     const std::string ep = "tcp://127.0.0.1:" + std::to_string(orchard::core::free_loopback_port());
-    out->agents.push_back(std::make_unique<ChildProcess>(std::vector<std::string>{
-        orchard_bin("orchard"), "agent", "--listen", ep, "--token-file", (d.path / "token").string(), "--state-dir",
-        (d.path / ("state" + std::to_string(i))).string()}));
+    std::vector<std::string> argv{orchard_bin("orchard"), "agent", "--listen", ep, "--token-file",
+                                  (d.path / "token").string(), "--state-dir",
+                                  (d.path / ("state" + std::to_string(i))).string()};
+    if (i < extra_args.size()) argv.insert(argv.end(), extra_args[i].begin(), extra_args[i].end());
+    out->agents.push_back(std::make_unique<ChildProcess>(argv));
     ASSERT_TRUE(out->agents.back()->wait_for_output("ready", 20000)) << out->agents.back()->output();
     out->clients.push_back(std::make_shared<AgentClient>(names[i], ep, kToken, "", timeout_ms));
     ASSERT_TRUE(out->clients.back()->call({{"op", "ping"}}).value("pong", false));  // connected
@@ -641,6 +645,56 @@ TEST(Agent, AnAgentFrozenPastTheRunsEndDoesNotBringItBack) {
   EXPECT_THROW(lab.clients[1]->call({{"op", "start_many"}, {"run", "frozenend"}, {"epoch", "e1"},
                                      {"starts", {{{"name", "later"}, {"argv", {"/bin/true"}}}}}}),
                orchard::Error);
+  stop_agents(lab);
+}
+
+// Deadlines are sent in each agent's own clock (the client estimates the offset from the
+// replies), so hosts whose clocks are minutes apart start a run normally, and a stale start is
+// still refused on a host whose clock is behind.
+TEST(Agent, HostsWhoseClocksDisagreeByMinutesStartNormallyAndStillRefuseStaleStarts) {
+  namespace oo = orchard::orchestrator;
+  Dir d("skew");
+  LoopbackAgents lab;
+  ASSERT_NO_FATAL_FAILURE(start_loopback_agents(d, {"a", "b"}, 1000, &lab,
+                                                {{"--clock-skew-ms", "120000"}, {"--clock-skew-ms", "-120000"}}));
+  boost::asio::io_context io;
+  auto sched = scheduler_on(io, "skew", lab);
+  for (int i = 0; i < 4; ++i) sched->add(remote_worker("worker-" + std::to_string(i), i % 2 ? "b" : "a"));
+  bool ready = false, done = false;
+  std::vector<std::string> failures;
+  sched->on_event = [&](const oo::SchedulerEvent& e) {
+    if (e.kind == "failed" || e.kind == "exit") failures.push_back(e.proc + ": " + e.detail);
+  };
+  sched->on_ready = [&] {
+    ready = true;
+    sched->stop(oo::RunOutcome::kStopped, "test over");
+  };
+  sched->on_done = [&](oo::RunOutcome, const std::string&) {
+    done = true;
+    io.stop();
+  };
+  boost::asio::steady_timer guard(io);
+  guard.expires_after(std::chrono::seconds(20));
+  guard.async_wait([&](const boost::system::error_code& ec) {
+    if (!ec) io.stop();
+  });
+  sched->start();
+  io.run();
+  EXPECT_TRUE(ready);
+  EXPECT_TRUE(done);
+  // Exits only at the stop (exit 0 each), no failed or refused starts.
+  for (const auto& f : failures) EXPECT_NE(f.find("exit 0"), std::string::npos) << f;
+  // b (two minutes behind) is frozen while a start is out; it wakes after the client gave up.
+  ::kill(lab.agents[1]->pid(), SIGSTOP);
+  nlohmann::json reply;
+  EXPECT_FALSE(lab.clients[1]->try_call(
+      {{"op", "start_many"}, {"run", "skew"}, {"starts", {{{"name", "stale"}, {"argv", {"/bin/sh", "-c", "sleep 60"}}}}}},
+      &reply));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ::kill(lab.agents[1]->pid(), SIGCONT);
+  EXPECT_TRUE(lab.agents[1]->wait_for_output("refused 'start_many': expired", 5000)) << lab.agents[1]->output();
+  const auto listed = lab.clients[1]->call({{"op", "list"}, {"run", "skew"}});
+  for (const auto& p : listed["procs"]) EXPECT_NE(p.value("name", ""), "stale") << listed.dump();
   stop_agents(lab);
 }
 

@@ -51,6 +51,9 @@ struct AgentOptions {
   std::string state_dir;         // run files, logs and procs.json live under it (created)
   std::string curve_key_file;    // server key pair (orchard keys); empty: no encryption
   std::string advertise_host;    // the address other hosts reach this one at (reported by `host`)
+  // Added to this host's wall clock wherever the agent reads it for the protocol (now_ms,
+  // deadlines): fault injection, so tests can show hosts whose clocks disagree by minutes.
+  int64_t clock_skew_ms = 0;
 };
 
 class AgentServer {
@@ -85,7 +88,8 @@ class AgentServer {
   // Throws for a start of an ended run or one carrying an epoch other than the run's.
   void check_open(const std::string& run, const nlohmann::json& r) const;
   // Throws for a start or signal whose not_after_ms (the sender's deadline, in this clock) has passed.
-  static void check_not_expired(const std::string& op, const nlohmann::json& r);
+  void check_not_expired(const std::string& op, const nlohmann::json& r) const;
+  int64_t clock_ms() const;  // the clock requests' deadlines and now_ms are in
   nlohmann::json op_list(const nlohmann::json& r);
   nlohmann::json op_logs(const nlohmann::json& r);
   nlohmann::json read_logs(const nlohmann::json& r);  // r["reads"] as logs_many answers them
