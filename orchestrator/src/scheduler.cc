@@ -426,7 +426,11 @@ void Scheduler::on_started(const std::vector<std::vector<std::string>>& batches,
   const double now = steady_seconds();
   for (size_t i = 0; i < batches.size(); ++i) {
     const nlohmann::json& reply = replies[i];
-    const bool answered = reply.is_object();
+    // "expired" in time can only come from a clock that moved under the offset estimate: not a
+    // refusal of the start itself, so it is retried like an unanswered one.
+    const bool expired = reply.is_object() && !reply.value("ok", false) &&
+                         reply.value("error", std::string()).find("expired:") != std::string::npos;
+    const bool answered = reply.is_object() && !expired;
     const bool usable = answered && reply.value("ok", false) && reply.contains("started") &&
                         reply["started"].is_array() && reply["started"].size() == batches[i].size();
     for (size_t k = 0; k < batches[i].size(); ++k) {
@@ -443,7 +447,9 @@ void Scheduler::on_started(const std::vector<std::vector<std::string>>& batches,
         // then: start_many answers with the process it already runs.
         start_unanswered_.insert(name);
         if (unwanted) pending_signals_[p.spec.host].emplace_back(name, SIGTERM);  // in case it did start
-        handle_exit(p, -1, "could not be started: agent " + p.spec.host + " did not answer 'start_many' in time");
+        handle_exit(p, -1, "could not be started: agent " + p.spec.host +
+                               (expired ? " refused 'start_many' as expired (has its clock moved?)"
+                                        : " did not answer 'start_many' in time"));
         continue;
       }
       const nlohmann::json* e = usable ? &reply["started"][k] : nullptr;
