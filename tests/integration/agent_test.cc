@@ -202,6 +202,16 @@ orchard::orchestrator::ProcessSpec remote_worker(const std::string& name, const 
   return p;
 }
 
+// Starts `sched` and runs `io` until something stops it, or for guard_s at most.
+void run_scheduler(boost::asio::io_context& io, orchard::orchestrator::Scheduler& sched, int guard_s = 20) {
+  boost::asio::steady_timer guard(io);
+  guard.expires_after(std::chrono::seconds(guard_s));
+  guard.async_wait([&](const boost::system::error_code& ec) {
+    if (!ec) io.stop();
+  });
+  sched.start();
+  io.run();
+}
 
 }  // namespace
 
@@ -522,12 +532,7 @@ TEST(Agent, AGroupOnSeveralAgentsStartsInOneRoundAndAFrozenAgentCostsItOneTimeou
     reason = why;
     io.stop();
   };
-  guard.expires_after(std::chrono::seconds(20));
-  guard.async_wait([&](const boost::system::error_code& ec) {
-    if (!ec) io.stop();
-  });
-  refused.start();
-  io.run();
+  run_scheduler(io, refused);
   ASSERT_TRUE(done);
   EXPECT_EQ(outcome, oo::RunOutcome::kFailed);
   EXPECT_NE(reason.find("bad-0 could not be started: on b: /nonexistent/orchard-actor: program not found"),
@@ -538,14 +543,12 @@ TEST(Agent, AGroupOnSeveralAgentsStartsInOneRoundAndAFrozenAgentCostsItOneTimeou
   stop_agents(lab);
 }
 
-// The run is stopped while its starts on a frozen agent are still out: the stop waits for that
-// round, the unanswered starts are signalled by name, and once the agent wakes (it may then
-// carry out the stale start) the end-of-run sweep leaves nothing running there.
 namespace {
 
 // Four workers over agents a and b of `lab`, b frozen (SIGSTOP) as they start; the run is
-// stopped 300 ms in, while b's starts are still out. Returns when the scheduler is done (b is
-// still frozen then); *done_at: seconds from start() to done.
+// stopped 300 ms in, while b's starts are still out: the stop waits for that round and the
+// unanswered starts are signalled by name. Returns when the scheduler is done (b is still frozen
+// then); *done_at: seconds from start() to done.
 void stop_while_b_is_frozen(LoopbackAgents& lab, boost::asio::io_context& io, orchard::orchestrator::Scheduler& sched,
                             double* done_at) {
   namespace oo = orchard::orchestrator;
@@ -560,17 +563,12 @@ void stop_while_b_is_frozen(LoopbackAgents& lab, boost::asio::io_context& io, or
     io.stop();
   };
   ::kill(lab.agents[1]->pid(), SIGSTOP);
-  boost::asio::steady_timer stop_timer(io), guard(io);
+  boost::asio::steady_timer stop_timer(io);
   stop_timer.expires_after(std::chrono::milliseconds(300));
   stop_timer.async_wait([&](const boost::system::error_code& ec) {
     if (!ec) sched.stop(oo::RunOutcome::kStopped, "stopped while starting");
   });
-  guard.expires_after(std::chrono::seconds(20));
-  guard.async_wait([&](const boost::system::error_code& ec) {
-    if (!ec) io.stop();
-  });
-  sched.start();
-  io.run();
+  run_scheduler(io, sched);
   ASSERT_TRUE(done);
   EXPECT_EQ(outcome, oo::RunOutcome::kStopped);
 }
@@ -673,13 +671,7 @@ TEST(Agent, HostsWhoseClocksDisagreeByMinutesStartNormallyAndStillRefuseStaleSta
     done = true;
     io.stop();
   };
-  boost::asio::steady_timer guard(io);
-  guard.expires_after(std::chrono::seconds(20));
-  guard.async_wait([&](const boost::system::error_code& ec) {
-    if (!ec) io.stop();
-  });
-  sched->start();
-  io.run();
+  run_scheduler(io, *sched);
   EXPECT_TRUE(ready);
   EXPECT_TRUE(done);
   // Exits only at the stop (exit 0 each), no failed or refused starts.
@@ -759,7 +751,9 @@ TEST(Agent, EpochsEndRunAndDeadlinesRefuseStaleRequestsAcrossAgentRestarts) {
   // The adopted process, killed too (a zombie until its new parent reaps it).
   std::ifstream stat("/proc/" + std::to_string(p2) + "/stat");
   std::string stat_line;
-  if (std::getline(stat, stat_line)) EXPECT_EQ(stat_line.substr(stat_line.rfind(')') + 2, 1), "Z") << stat_line;
+  if (std::getline(stat, stat_line)) {
+    EXPECT_EQ(stat_line.substr(stat_line.rfind(')') + 2, 1), "Z") << stat_line;
+  }
   agent->signal(SIGTERM);
   EXPECT_EQ(agent->wait(10000), 0);
   agent = start_agent_here();
