@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -685,11 +686,14 @@ void AgentClient::update_clock(const json& reply, int64_t received_ms) {
   const int64_t rtt = std::max<int64_t>(0, received_ms - sent_ms_);
   // Cristian's estimate: the agent read its clock about half way through the round trip, so the
   // offset is known to within rtt / 2. A sample much slower than the best seen is noisier: kept
-  // out unless there is none yet.
-  if (clock_known_ && rtt > 2 * best_rtt_ms_ + 2) return;
-  clock_offset_ms_ = reply["now_ms"].get<int64_t>() - (sent_ms_ + received_ms) / 2;
+  // out while it agrees with the estimate within both their errors. One that does not means the
+  // agent's clock has moved (stepped, or a restarted agent): it is taken at once.
+  const int64_t sample = reply["now_ms"].get<int64_t>() - (sent_ms_ + received_ms) / 2;
+  const bool agrees = std::llabs(sample - clock_offset_ms_) <= (rtt + clock_rtt_ms_) / 2 + 1;
+  if (clock_known_ && rtt > 2 * best_rtt_ms_ + 2 && agrees) return;
+  clock_offset_ms_ = sample;
   clock_rtt_ms_ = rtt;
-  best_rtt_ms_ = clock_known_ ? std::min(best_rtt_ms_, rtt) : rtt;
+  best_rtt_ms_ = clock_known_ && agrees ? std::min(best_rtt_ms_, rtt) : rtt;
   clock_known_ = true;
 }
 

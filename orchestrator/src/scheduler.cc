@@ -760,11 +760,14 @@ void Scheduler::tick() {
   if (phase_ == Phase::kDone) return;
   double now = steady_seconds();
   // Remote processes: a poll round every agent_poll_s, or at every tick while some are starting
-  // (their readiness comes with it); one round at a time.
+  // (their readiness comes with it) or stopping (an ordered stop goes on as soon as a group has
+  // exited); one round at a time.
   if (!agents_.empty() && !impl_->poll_in_flight) {
-    bool starting = false;
-    for (auto& [name, p] : procs_) starting = starting || (!p.spec.host.empty() && p.pid > 0 && p.state == ProcState::kStarting);
-    if (starting || now >= next_agent_poll_) {
+    bool changing = false;
+    for (auto& [name, p] : procs_)
+      changing = changing || (!p.spec.host.empty() && p.pid > 0 &&
+                              (p.state == ProcState::kStarting || p.state == ProcState::kStopping));
+    if (changing || now >= next_agent_poll_) {
       next_agent_poll_ = now + options_.agent_poll_s;
       poll_agents();
     }

@@ -690,6 +690,70 @@ TEST(Agent, HostsWhoseClocksDisagreeByMinutesStartNormallyAndStillRefuseStaleSta
   stop_agents(lab);
 }
 
+// The agent's clock jumps a minute ahead (here: the agent restarts with another clock) between
+// two replies, and the next start goes out on the old estimate: the agent refuses it as
+// expired, in time. The scheduler takes that as a start to try again (not a refusal that stops
+// the run); the refusal's own reply corrects the estimate, and the retry starts the process.
+TEST(Agent, AStartRefusedAsExpiredBecauseTheAgentsClockJumpedIsTriedAgain) {
+  namespace oo = orchard::orchestrator;
+  Dir d("jump");
+  LoopbackAgents lab;
+  ASSERT_NO_FATAL_FAILURE(start_loopback_agents(d, {"a"}, 2000, &lab));
+  boost::asio::io_context io;
+  oo::SchedulerOptions o;
+  o.run = "jump";
+  o.tick_s = 0.02;
+  o.agent_poll_s = 60;  // no poll between the jump and the start: the start uses the old estimate
+  o.stop_timeout_s = 5;
+  o.backoff_initial_s = 0.2;
+  oo::Scheduler sched(io, o);
+  sched.set_agent("a", lab.clients[0]);
+  sched.add(remote_worker("worker-0", "a"));
+  std::vector<std::string> events;
+  sched.on_event = [&](const oo::SchedulerEvent& e) { events.push_back(e.kind + " " + e.proc + " " + e.detail); };
+  bool done = false, jumped = false;
+  oo::RunOutcome outcome = oo::RunOutcome::kFailed;
+  sched.on_ready = [&] {
+    // The agent goes down and comes back with its clock a minute ahead; worker-0 keeps running
+    // (re-attached), and a second worker is added (scaling) before any poll.
+    lab.agents[0]->signal(SIGTERM);
+    EXPECT_EQ(lab.agents[0]->wait(10000), 0);
+    lab.agents[0] = std::make_unique<ChildProcess>(std::vector<std::string>{
+        orchard_bin("orchard"), "agent", "--listen", lab.clients[0]->endpoint(), "--token-file",
+        (d.path / "token").string(), "--state-dir", (d.path / "state0").string(), "--clock-skew-ms", "60000"});
+    EXPECT_TRUE(lab.agents[0]->wait_for_output("ready", 20000));
+    jumped = true;
+    sched.add(remote_worker("worker-1", "a"));
+  };
+  sched.on_done = [&](oo::RunOutcome oc, const std::string&) {
+    done = true;
+    outcome = oc;
+    io.stop();
+  };
+  boost::asio::steady_timer check(io);
+  std::function<void()> arm = [&] {
+    check.expires_after(std::chrono::milliseconds(50));
+    check.async_wait([&](const boost::system::error_code& ec) {
+      if (ec || done) return;
+      if (jumped && sched.processes().at("worker-1").state == oo::ProcState::kRunning)
+        sched.stop(oo::RunOutcome::kStopped, "worker-1 is running");
+      else
+        arm();
+    });
+  };
+  arm();
+  run_scheduler(io, sched);
+  SCOPED_TRACE(::testing::PrintToString(events));
+  ASSERT_TRUE(done);
+  EXPECT_EQ(outcome, oo::RunOutcome::kStopped);
+  bool refused_expired = false;
+  for (const auto& e : events)
+    refused_expired = refused_expired || e.find("worker-1 could not be started: agent a refused 'start_many' as "
+                                                "expired (has its clock moved?)") != std::string::npos;
+  EXPECT_TRUE(refused_expired);
+  stop_agents(lab);
+}
+
 // Run epochs, end_run and expired requests on one agent, across a restart of the agent.
 TEST(Agent, EpochsEndRunAndDeadlinesRefuseStaleRequestsAcrossAgentRestarts) {
   Dir d("epochs");
