@@ -4,8 +4,9 @@
 # each; the replay shard and the learner on host a, ACTORS actors on host b, the orchestrator in
 # the root namespace. The orchestrator reaches each agent through a TCP relay that holds every
 # chunk DELAY_MS in each direction (this kernel has no netem), so a request to an agent takes
-# 2 x DELAY_MS more, as to a VM in another region; the run's own traffic goes direct. Each run trains 3 updates; printed per run: the time from `orchard run` to
-# every process ready and to the learner's first gradient step, and the whole run.
+# 2 x DELAY_MS more, as to a VM in another region; the run's own traffic goes direct. Each run trains 40 updates; printed per run: the time from `orchard run` to
+# every process ready and to the learner's first gradient step, the whole run, and the stop
+# (from the learner's result file, written as it finishes, to the command's exit).
 #   bench/multihost.sh [BUILD_DIR] [DELAY_MS] [ACTORS] [RUNS] [ORCHESTRATOR]
 # ORCHESTRATOR: the `orchard` binary that orchestrates (default BUILD_DIR/bin/orchard; another
 # build's, to compare orchestrators); the agents and the run's processes come from BUILD_DIR.
@@ -130,11 +131,14 @@ EOF
   t0=$(now_ms)
   ORCHARD_HOME="$out/home" "$orchard" run "$spec" > "$out/run-$r.log" 2>&1 || { tail -20 "$out/run-$r.log"; exit 1; }
   t1=$(now_ms)
-  python3 - "$out/run-$r/result.json" "$t0" "$t1" "$out/run-$r.log" <<'PY'
-import json, re, sys
+  python3 - "$out/run-$r/result.json" "$t0" "$t1" "$out/run-$r.log" "$out/agent-0/runs/mh-$r-$tag/result.json" <<'PY'
+import json, os, re, sys
 r = json.load(open(sys.argv[1])); t0, t1 = int(sys.argv[2]), int(sys.argv[3])
 ready = re.search(r"all processes ready after ([0-9.]+) s", open(sys.argv[4]).read())
+# The learner writes result.json on host a as it finishes: from then to the command's exit is
+# the ordered stop (actors, the learner's exit, the shard) and the end-of-run sweep.
+learner_done_ms = os.stat(sys.argv[5]).st_mtime_ns // 1000000
 print(f"ready_after_s={float(ready.group(1)):.2f} first_gradient_step_after_s={(r['first_update_unix_ms'] - t0) / 1000:.2f} "
-      f"run_s={(t1 - t0) / 1000:.2f}")
+      f"run_s={(t1 - t0) / 1000:.2f} stop_s={(t1 - learner_done_ms) / 1000:.2f}")
 PY
 done
