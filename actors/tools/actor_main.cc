@@ -48,6 +48,23 @@ int drive(Actor& actor, int64_t steps, double report_s, orchard::core::MetricsRe
   uint64_t steps_at_report = 0;
   int64_t done = 0;
   bool idle = false;
+  // One progress line and one metrics entry, rates since the previous one.
+  auto report_now = [&] {
+    Progress p = stats(actor);
+    const double sps = static_cast<double>(p.env_steps - steps_at_report) / std::max(1e-9, report.elapsed_s());
+    spdlog::info("{} env steps ({:.0f}/s), {} items, {} episodes, mean return {:.2f}, weights v{}", p.env_steps, sps,
+                 p.items, p.episodes, p.mean_return, p.weights_version);
+    metrics.report({{"actor", std::to_string(actor_id)},
+                    {"env_steps", std::to_string(p.env_steps)},
+                    {"env_steps_per_s", orchard::core::metric_value(sps)},
+                    {"items", std::to_string(p.items)},
+                    {"episodes", std::to_string(p.episodes)},
+                    {"mean_return", orchard::core::metric_value(p.mean_return)},
+                    {"weights_version", std::to_string(p.weights_version)},
+                    {"weights_refused", std::to_string(p.weights_refused)}});
+    steps_at_report = p.env_steps;
+    report.restart();
+  };
   while (!orchard::core::Shutdown::requested() && (steps == 0 || done < steps)) {
     metrics.heartbeat();
     if (stats(actor).learner_finished) {
@@ -68,23 +85,10 @@ int drive(Actor& actor, int64_t steps, double report_s, orchard::core::MetricsRe
       continue;
     }
     ++done;
-    if (report.elapsed_s() >= report_s) {
-      Progress p = stats(actor);
-      const double sps = static_cast<double>(p.env_steps - steps_at_report) / report.elapsed_s();
-      spdlog::info("{} env steps ({:.0f}/s), {} items, {} episodes, mean return {:.2f}, weights v{}", p.env_steps, sps,
-                   p.items, p.episodes, p.mean_return, p.weights_version);
-      metrics.report({{"actor", std::to_string(actor_id)},
-                      {"env_steps", std::to_string(p.env_steps)},
-                      {"env_steps_per_s", orchard::core::metric_value(sps)},
-                      {"items", std::to_string(p.items)},
-                      {"episodes", std::to_string(p.episodes)},
-                      {"mean_return", orchard::core::metric_value(p.mean_return)},
-                      {"weights_version", std::to_string(p.weights_version)},
-                      {"weights_refused", std::to_string(p.weights_refused)}});
-      steps_at_report = p.env_steps;
-      report.restart();
-    }
+    if (report.elapsed_s() >= report_s) report_now();
   }
+  // A last entry, so a run shorter than the report interval has its actors' figures too.
+  if (stats(actor).env_steps > steps_at_report) report_now();
   Progress p = stats(actor);
   std::cout << "done: " << p.env_steps << " env steps, " << p.items << " items, weights v" << p.weights_version
             << ", " << static_cast<uint64_t>(static_cast<double>(p.env_steps) / std::max(1e-9, total.elapsed_s()))
@@ -104,7 +108,8 @@ void final_flush(Actor& actor, F flush) {
     flush(finished ? 50 : 2000);  // finished: acks of what the table takes at once, over a LAN
   } catch (const orchard::Error& e) {
     if (finished)
-      spdlog::info("the learner has finished: experience it will not read is left out ({})", e.what());
+      spdlog::info("the learner has finished: experience it will not read is left out, as expected at the end of a "
+                   "run ({})", e.what());
     else
       spdlog::warn("stopping with experience not acknowledged by the replay shard: {}", e.what());
   }

@@ -14,6 +14,9 @@ namespace orchard::core {
 struct ConfigNode::Doc {
   YAML::Node root;
   std::string source;
+  // Values set by apply_override: (key path, the assignment as given), in order. A node at or
+  // under such a path came from the command line, not from `source`.
+  std::vector<std::pair<std::string, std::string>> overrides;
 };
 
 namespace {
@@ -178,6 +181,13 @@ ConfigNode ConfigNode::load_file(const std::string& path) {
 }
 
 std::string ConfigNode::where() const {
+  // The latest override that set this node or one of its parents names it instead of the file.
+  for (auto it = doc_->overrides.rbegin(); it != doc_->overrides.rend(); ++it) {
+    const std::string& p = it->first;
+    if (path_ == p || (path_.size() > p.size() && path_.compare(0, p.size(), p) == 0 &&
+                       (path_[p.size()] == '.' || path_[p.size()] == '[')))
+      return "--set " + it->second + ": " + path_;
+  }
   std::string out = source_;
   // yaml-cpp marks are 0-based; an undefined node has no mark, so report the path only.
   if (node_->IsDefined()) {
@@ -417,6 +427,7 @@ void ConfigNode::apply_override(const std::string& assignment) {
       walked += "[" + std::to_string(st.index) + "]";
       if (last) {
         cur[st.index] = value;
+        doc_->overrides.emplace_back(walked, assignment);
       } else {
         cur.reset(cur[st.index]);
       }
@@ -426,6 +437,7 @@ void ConfigNode::apply_override(const std::string& assignment) {
       walked = walked.empty() ? st.key : walked + "." + st.key;
       if (last) {
         cur[st.key] = value;
+        doc_->overrides.emplace_back(walked, assignment);
       } else {
         YAML::Node next = cur[st.key];
         if (!next.IsDefined() || next.IsNull()) {

@@ -378,7 +378,12 @@ class LearnerProcess {
   // entry (`losses` fields appended) with update and env-step rates since the last report.
   void maybe_report(int64_t updates, const std::string& losses, const orchard::core::MetricFields& loss_fields) {
     if (since_report_.elapsed_s() < spec_.learner.report_every_s) return;
-    const double dt = since_report_.elapsed_s();
+    report(updates, losses, loss_fields);
+  }
+
+  // The report itself (maybe_report's, and a last one at the end of the run).
+  void report(int64_t updates, const std::string& losses, const orchard::core::MetricFields& loss_fields) {
+    const double dt = std::max(1e-9, since_report_.elapsed_s());
     const double ups = static_cast<double>(updates - updates_at_report_) / dt;
     const double sps = static_cast<double>(env_steps_ - steps_at_report_) / dt;
     enter(phase_);
@@ -419,6 +424,8 @@ class LearnerProcess {
   // The end of the run: final checkpoint, metrics flushed, result.json.
   template <class Save>
   int finish(Save&& save, int64_t updates, const std::string& reason) {
+    // A last train entry: the totals at the end, also for runs shorter than report_every_s.
+    if (updates > updates_at_report_) report(updates, "final", {});
     enter(kCheckpoint);
     save(model_path_);
     write_metadata(updates);

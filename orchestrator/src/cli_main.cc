@@ -1,4 +1,5 @@
 // The `orchard` command-line interface.
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -24,6 +25,10 @@ std::string version_line() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A closed stdout (`orchard run ... | head`) must not kill a run half-way with nothing
+  // recorded: writes then fail quietly and the run goes on (`orchard status` follows it).
+  // Children get the default action back (spawn_process).
+  ::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"Orchard: distributed actor-learner reinforcement learning", "orchard"};
   app.require_subcommand(0, 1);
   app.set_version_flag("--version", version_line());
@@ -77,6 +82,10 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::cerr << "orchard: " << e.what() << " (run 'orchard help')\n";
+    return 2;
+  } catch (const orchard::ConfigError& e) {
+    // Bad input (a run spec, --set, an argument): nothing was started.
+    std::cerr << "orchard: " << e.what() << "\n";
     return 2;
   } catch (const orchard::Error& e) {
     std::cerr << "orchard: " << e.what() << "\n";

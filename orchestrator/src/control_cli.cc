@@ -1,14 +1,20 @@
 // `orchard status|stop|scale|logs|top`: inspect and steer running runs through Redis (the run
 // registry in $ORCHARD_HOME/runs says where each run's Redis is; --redis overrides).
+#include <poll.h>
 #include <signal.h>
+#include <termios.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <cmath>
 #include <functional>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -46,20 +52,114 @@ std::string fmt_num(const std::string& s, int precision = 1) {
   }
 }
 
+// The run's Redis URL: --redis, else the registry's.
+std::string run_url(const std::string& run, const std::string& redis_url) {
+  if (!redis_url.empty()) return redis_url;
+  try {
+    return read_registry(run).value("redis", "");
+  } catch (const Error&) {
+    return "";
+  }
+}
+
+// Single keys from the terminal for `top`: while it lives, a terminal on stdin is in
+// non-canonical, no-echo mode (Ctrl-C still signals), restored when it goes. Does nothing when
+// stdin is not a terminal.
+class KeyReader {
+ public:
+  KeyReader() {
+    if (!::isatty(STDIN_FILENO) || ::tcgetattr(STDIN_FILENO, &saved_) != 0) return;
+    termios raw = saved_;
+    raw.c_lflag &= static_cast<tcflag_t>(~(ICANON | ECHO));
+    raw.c_cc[VMIN] = 0;
+    raw.c_cc[VTIME] = 0;
+    active_ = ::tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
+  }
+  ~KeyReader() {
+    if (active_) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
+  }
+  KeyReader(const KeyReader&) = delete;
+  KeyReader& operator=(const KeyReader&) = delete;
+  bool active() const { return active_; }
+  // Whether one of `keys` was typed since the last call (other keys are discarded).
+  bool pressed(const char* keys) {
+    if (!active_) return false;
+    pollfd p{STDIN_FILENO, POLLIN, 0};
+    while (::poll(&p, 1, 0) > 0 && (p.revents & POLLIN)) {
+      char ch = 0;
+      if (::read(STDIN_FILENO, &ch, 1) != 1) return false;
+      if (ch && std::strchr(keys, ch)) return true;
+    }
+    return false;
+  }
+
+ private:
+  termios saved_{};
+  bool active_ = false;
+};
+
+// A Redis URL for display: a password is replaced by "***" (it is in the run's registry entry).
+std::string shown_url(const std::string& url) {
+  static const std::regex with_password("(redis://[^:@/]*:)[^@/]+@(.*)");
+  return std::regex_replace(url, with_password, "$1***@$2");
+}
+
+double to_double(const std::string& s, double def) {
+  try {
+    return s.empty() ? def : std::stod(s);
+  } catch (const std::exception&) {
+    return def;
+  }
+}
+
+// The learner's weights version at wall-clock time `ts_ms`, from its newest train entries (newest
+// first): interpolated between the two entries around it, or carried on from the newest at the
+// rate of the newest two. -1 when there is none. Actors and the learner report at different
+// moments, so comparing their latest versions directly would count the updates made in between
+// as lag.
+double learner_version_at(const std::vector<Fields>& train_newest_first, double ts_ms) {
+  std::vector<std::pair<double, double>> pts;  // (ts_ms, version), newest first
+  for (const auto& f : train_newest_first) {
+    const double t = to_double(field(f, "ts_ms"), -1), v = to_double(field(f, "weights_version"), -1);
+    if (t >= 0 && v >= 0) pts.emplace_back(t, v);
+  }
+  if (pts.empty()) return -1;
+  if (ts_ms >= pts[0].first) {
+    if (pts.size() < 2 || pts[0].first <= pts[1].first) return pts[0].second;
+    const double rate = (pts[0].second - pts[1].second) / (pts[0].first - pts[1].first);
+    return pts[0].second + std::max(0.0, rate) * (ts_ms - pts[0].first);
+  }
+  for (size_t i = 1; i < pts.size(); ++i) {
+    const auto& [t, v] = pts[i];
+    const auto& [t2, v2] = pts[i - 1];
+    if (t <= ts_ms) return t2 > t ? v + (v2 - v) * (ts_ms - t) / (t2 - t) : v2;
+  }
+  return -1;  // older than every entry we have: unknown
+}
+
 // The status view shared by `status RUN` and `top RUN`.
-std::string render_run(core::RedisClient& c, const std::string& run) {
+// `gone`: the orchestrator is known to be dead while Redis still says the run is going.
+std::string render_run(core::RedisClient& c, const std::string& run, const std::string& url, bool gone) {
   std::ostringstream out;
   Fields h = hgetall(c, run_key(run));
   if (h.empty()) throw Error("run '" + run + "' is not in this Redis (no key " + run_key(run) + ")");
-  out << "run " << run << "  status " << field(h, "status", "?") << "  " << field(h, "algorithm") << " on "
-      << field(h, "env") << "  actors " << field(h, "actors") << "\n  run dir " << field(h, "run_dir") << "\n";
+  const std::string status =
+      gone ? "dead (its orchestrator, pid " + field(h, "orchestrator_pid") + ", is gone; states below are its last)"
+           : field(h, "status", "?");
+  out << "run " << run << "  status " << status << "  " << field(h, "algorithm") << " on "
+      << field(h, "env") << "  actors " << field(h, "actors") << "\n  run dir " << field(h, "run_dir")
+      << "\n  redis " << shown_url(url) << "\n";
   if (!field(h, "reason").empty()) out << "  ended: " << field(h, "reason") << " (exit " << field(h, "exit_code") << ")\n";
 
-  auto learner = latest_per(c, metrics_key(run, "learner"), "kind", 50);
-  Fields train, eval;
-  for (const auto& f : learner) (field(f, "kind") == "eval" ? eval : train) = f;
+  // Evaluations can be far more frequent than train reports: look back until both are found.
+  auto learner = latest_of(c, metrics_key(run, "learner"), "kind", {"train", "eval"}, 5000);
+  std::vector<Fields> trains = recent_entries(c, metrics_key(run, "learner"), "kind", "train", 3, 5000);
+  Fields train = learner[0], eval = learner[1];
+  const std::string steps = to_double(field(eval, "env_steps"), -1) > to_double(field(train, "env_steps"), -1)
+                                ? field(eval, "env_steps")
+                                : field(train, "env_steps");
   out << "\nlearner   updates " << fmt_num(field(train, "updates"), 0) << " (" << fmt_num(field(train, "updates_per_s"))
-      << "/s)  env steps " << fmt_num(field(train, "env_steps", field(eval, "env_steps")), 0) << " ("
+      << "/s)  env steps " << fmt_num(steps, 0) << " ("
       << fmt_num(field(train, "env_steps_per_s"), 0) << "/s)  eval return " << fmt_num(field(eval, "eval_mean_return"), 2)
       << " (min " << fmt_num(field(eval, "eval_min_return"), 2) << ")  weights v" << field(train, "weights_version", "-")
       << "\n";
@@ -83,11 +183,6 @@ std::string render_run(core::RedisClient& c, const std::string& run) {
   out << "\n" << std::left << std::setw(12) << "PROCESS" << std::setw(10) << "STATE" << std::setw(9) << "PID"
       << std::setw(9) << "RESTARTS" << std::setw(11) << "HEARTBEAT" << std::setw(12) << "STEPS/S" << std::setw(10)
       << "RETURN" << "POLICY LAG\n";
-  long long learner_version = -1;
-  try {
-    learner_version = std::stoll(field(train, "weights_version", "-1"));
-  } catch (const std::exception&) {
-  }
   auto names = c.command({"SMEMBERS", procs_key(run)});
   std::vector<std::string> procs;
   for (const auto& e : names.elements) procs.push_back(e.str);
@@ -97,26 +192,25 @@ std::string render_run(core::RedisClient& c, const std::string& run) {
     Fields p = hgetall(c, proc_key(run, name));
     auto ttl = c.command({"TTL", heartbeat_key(run, name)});
     const std::string state = field(p, "state", "?");
-    const std::string hb = state == "exited" ? "-" : ttl.integer > 0 ? "ok" : "missing";
+    const bool live = state == "running" || state == "starting" || state == "stopping";
+    const std::string hb = !live ? "-" : ttl.integer > 0 ? "ok" : "missing";
+    std::string pid = field(p, "pid", "-");
+    if (!live || to_double(pid, -1) <= 0) pid = "-";
     std::string sps = "-", ret = "-", lag = "-";
-    if (name.rfind("actor-", 0) == 0) {
+    if (name.rfind("actor-", 0) == 0 && state == "running") {  // an exited actor's last figures are not current
       for (const auto& a : actors)
         if ("actor-" + field(a, "actor") == name) {
           sps = fmt_num(field(a, "env_steps_per_s"), 0);
           ret = fmt_num(field(a, "mean_return"), 1);
-          // Weight versions the actor is behind the learner (as of their latest reports).
-          try {
-            if (learner_version >= 0)
-              lag = std::to_string(std::max(0LL, learner_version - std::stoll(field(a, "weights_version", "0"))));
-          } catch (const std::exception&) {
-          }
+          // Weight versions the actor's policy is behind the learner's at the actor's report.
+          const double lv = learner_version_at(trains, to_double(field(a, "ts_ms"), 0));
+          const double av = to_double(field(a, "weights_version"), -1);
+          if (lv >= 0 && av >= 0) lag = std::to_string(static_cast<long long>(std::max(0.0, std::round(lv - av))));
         }
     }
-    out << std::left << std::setw(12) << name << std::setw(10) << field(p, "state", "?") << std::setw(9)
-        << field(p, "pid", "-") << std::setw(9) << field(p, "restarts", "0") << std::setw(11) << hb << std::setw(12)
-        << sps << std::setw(10) << ret << lag << (field(p, "host", "localhost") != "localhost" ? "  on " + field(p, "host") : "")
-        << "\n";
-    (void)state;
+    out << std::left << std::setw(12) << name << std::setw(10) << state << std::setw(9) << pid << std::setw(9)
+        << field(p, "restarts", "0") << std::setw(11) << hb << std::setw(12) << sps << std::setw(10) << ret << lag
+        << (field(p, "host", "localhost") != "localhost" ? "  on " + field(p, "host") : "") << "\n";
   }
   auto ev = c.command({"XREVRANGE", events_key(run), "+", "-", "COUNT", "5"});
   if (!ev.elements.empty()) {
@@ -136,6 +230,67 @@ std::string render_run(core::RedisClient& c, const std::string& run) {
 }
 
 bool run_active(const std::string& status) { return status == "starting" || status == "running"; }
+
+// Whether the run's orchestrator, as its registry entry on this machine names it, is gone
+// although the entry still says the run is starting or running (killed, or its machine
+// rebooted). False when the entry is missing.
+bool orchestrator_gone(const std::string& run) {
+  try {
+    auto e = read_registry(run);
+    const int pid = e.value("pid", 0);
+    return run_active(e.value("status", "")) && pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+// A run this machine knows to have ended: its final state from the registry entry and the
+// learner's result.json (its embedded Redis stopped with it). Nothing when the run is not known
+// here or is still going.
+struct EndedRun {
+  std::string status;  // finished, stopped, budget_exhausted, failed, or dead
+  std::string view;    // what `status RUN` prints
+};
+std::optional<EndedRun> ended_run(const std::string& run) {
+  nlohmann::json e;
+  try {
+    e = read_registry(run);
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  EndedRun r;
+  r.status = e.value("status", "?");
+  if (run_active(r.status)) {
+    if (!orchestrator_gone(run)) return std::nullopt;
+    r.status = "dead";
+  }
+  std::ostringstream out;
+  const std::string dir = e.value("run_dir", "");
+  out << "run " << run << "  status " << r.status << "  " << e.value("algorithm", "") << " on " << e.value("env", "")
+      << "\n  run dir " << dir << "\n";
+  if (e.contains("reason"))
+    out << "  ended: " << e.value("reason", "") << " (exit " << e.value("exit_code", -1) << ")\n";
+  else if (r.status == "dead")
+    out << "  its orchestrator (pid " << e.value("pid", 0) << ") is gone without recording an end; `orchard run "
+        << run << " --resume` continues it from its checkpoints\n";
+  nlohmann::json result;
+  try {
+    std::ifstream in(dir + "/result.json");
+    if (in) result = nlohmann::json::parse(in);
+  } catch (const std::exception&) {
+  }
+  if (result.is_object()) {
+    if (result.contains("eval_mean") && result["eval_mean"].is_number())
+      out << "  final evaluation mean return " << fmt_num(std::to_string(result["eval_mean"].get<double>()), 2)
+          << " (min " << fmt_num(std::to_string(result.value("eval_min", 0.0)), 2) << ")\n";
+    out << "  " << result.value("env_steps", int64_t{0}) << " env steps, " << result.value("updates", int64_t{0})
+        << " updates; checkpoint " << result.value("checkpoint", std::string("none")) << "\n";
+  }
+  out << "  (from " << registry_path(run) << (result.is_object() ? " and the learner's result.json" : "")
+      << ": its embedded Redis stopped with the run)\n";
+  r.view = out.str();
+  return r;
+}
 
 }  // namespace
 
@@ -169,8 +324,16 @@ void add_control(CLI::App& app, int* exit_code) {
       }
       return;
     }
-    auto c = connect_run(a->run, a->redis);
-    std::cout << render_run(*c, a->run);
+    std::unique_ptr<core::RedisClient> c;
+    try {
+      c = connect_run(a->run, a->redis);
+    } catch (const Error&) {
+      auto ended = a->redis.empty() ? ended_run(a->run) : std::nullopt;
+      if (!ended) throw;
+      std::cout << ended->view;
+      return;
+    }
+    std::cout << render_run(*c, a->run, run_url(a->run, a->redis), orchestrator_gone(a->run));
   });
 
   auto* top = app.add_subcommand("top", "A live terminal dashboard of a run, refreshed from Redis (q or Ctrl-C quits)");
@@ -179,12 +342,22 @@ void add_control(CLI::App& app, int* exit_code) {
   top->add_option("--interval", a->interval, "Seconds between refreshes")->check(CLI::Range(0.1, 3600.0));
   top->add_flag("--once", a->once, "Print one frame and exit");
   top->callback([a, exit_code] {
-    auto c = connect_run(a->run, a->redis);
+    std::unique_ptr<core::RedisClient> c;
+    try {
+      c = connect_run(a->run, a->redis);
+    } catch (const Error&) {
+      auto ended = a->redis.empty() ? ended_run(a->run) : std::nullopt;
+      if (!ended) throw;
+      std::cout << ended->view;  // nothing left to refresh
+      return;
+    }
+    const std::string url = run_url(a->run, a->redis);
     core::Shutdown::install();
+    KeyReader keys;  // q quits (the terminal is put into single-key mode while top runs)
     for (;;) {
       std::string frame;
       try {
-        frame = render_run(*c, a->run);
+        frame = render_run(*c, a->run, url, orchestrator_gone(a->run));
       } catch (const RedisError& e) {
         frame = "Redis: " + std::string(e.what()) + "\n";
       }
@@ -192,11 +365,11 @@ void add_control(CLI::App& app, int* exit_code) {
         std::cout << frame;
         return;
       }
-      std::cout << "\x1b[H\x1b[2J" << frame << "\n(refreshing every " << a->interval << " s; Ctrl-C quits)"
-                << std::flush;
+      std::cout << "\x1b[H\x1b[2J" << frame << "\n(refreshing every " << a->interval << " s; "
+                << (keys.active() ? "q or " : "") << "Ctrl-C quits)" << std::flush;
       const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(a->interval);
       while (std::chrono::steady_clock::now() < until) {
-        if (core::Shutdown::requested()) {
+        if (core::Shutdown::requested() || keys.pressed("qQ")) {
           std::cout << "\n";
           return;
         }
@@ -210,8 +383,21 @@ void add_control(CLI::App& app, int* exit_code) {
   stop->add_option("--redis", a->redis, "Redis URL of the run");
   stop->add_option("--timeout", a->timeout, "Seconds to wait for the run to end")->check(CLI::Range(0.0, 86400.0));
   stop->callback([a, exit_code] {
-    auto c = connect_run(a->run, a->redis);
-    if (hgetall(*c, run_key(a->run)).empty()) throw Error("run '" + a->run + "' is not in this Redis");
+    std::unique_ptr<core::RedisClient> c;
+    try {
+      c = connect_run(a->run, a->redis);
+    } catch (const Error&) {
+      auto ended = a->redis.empty() ? ended_run(a->run) : std::nullopt;
+      if (!ended) throw;
+      std::cout << "run " << a->run << " has already ended (" << ended->status << ")\n";
+      return;
+    }
+    Fields h = hgetall(*c, run_key(a->run));
+    if (h.empty()) throw Error("run '" + a->run + "' is not in this Redis");
+    if (!run_active(field(h, "status"))) {
+      std::cout << "run " << a->run << " has already ended (" << field(h, "status") << ")\n";
+      return;
+    }
     c->command({"HSET", run_key(a->run), "stop_requested", "1"});
     std::cout << "stop requested for " << a->run << std::flush;
     const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(a->timeout);
@@ -250,14 +436,23 @@ void add_control(CLI::App& app, int* exit_code) {
     std::smatch m;
     if (!std::regex_match(a->assignment, m, std::regex("actors(@[A-Za-z0-9][A-Za-z0-9_.-]{0,63})?=([0-9]{1,6})")) ||
         (!m[1].matched && std::stoll(m[2]) < 1))
-      throw Error("scale: expected actors=N (N >= 1) or actors@HOST=N, got '" + a->assignment + "'");
+      throw ConfigError("scale: expected actors=N (N >= 1) or actors@HOST=N (N >= 0), got '" + a->assignment + "'");
     const std::string host = m[1].matched ? std::string(m[1]).substr(1) : "";
     const std::string n = m[2];
     const std::string confirm = host.empty() ? "actors" : "actors@" + host;
-    auto c = connect_run(a->run, a->redis);
+    std::unique_ptr<core::RedisClient> c;
+    try {
+      c = connect_run(a->run, a->redis);
+    } catch (const Error&) {
+      auto ended = a->redis.empty() ? ended_run(a->run) : std::nullopt;
+      if (!ended) throw;
+      throw Error("run '" + a->run + "' has ended (" + ended->status + "); only a running run can be scaled");
+    }
     Fields h = hgetall(*c, run_key(a->run));
     if (h.empty()) throw Error("run '" + a->run + "' is not in this Redis");
-    if (!run_active(field(h, "status"))) throw Error("run '" + a->run + "' is " + field(h, "status") + ", not running");
+    if (!run_active(field(h, "status")) || orchestrator_gone(a->run))
+      throw Error("run '" + a->run + "' is " + (orchestrator_gone(a->run) ? "dead" : field(h, "status")) +
+                  "; only a running run can be scaled");
     if (!host.empty() && host != "local") {
       // The host must be one of the run's (its resolved spec lists them).
       auto spec = orchestrator::RunSpec::load(field(h, "run_dir") + "/spec.yaml");
@@ -280,8 +475,10 @@ void add_control(CLI::App& app, int* exit_code) {
   auto* logs = app.add_subcommand("logs", "Show a run's process logs (all, or one process); -f follows them");
   logs->add_option("run", a->run, "Run name")->required();
   logs->add_option("proc", a->proc, "Process: replay-0, learner-0, actor-1, ... (default: all)");
-  logs->add_flag("-f,--follow", a->follow, "Keep printing new lines (Ctrl-C quits)");
-  logs->add_option("-n,--lines", a->lines, "Lines from the end of each log to start with");
+  logs->add_flag("-f,--follow", a->follow, "Keep printing new lines until the run ends (Ctrl-C quits)");
+  logs->add_option("-n,--lines", a->lines, "Lines from the end of each log to start with")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000000));
   logs->callback([a, exit_code] {
     std::string dir;
     try {
@@ -360,7 +557,18 @@ void add_control(CLI::App& app, int* exit_code) {
     }
     if (!a->follow) return;
     core::Shutdown::install();
+    auto next_check = std::chrono::steady_clock::now();
+    bool last_round = false;  // the run has ended: one more read of everything, then stop
+    std::string ended_status;
     while (!core::Shutdown::requested()) {
+      if (!last_round && std::chrono::steady_clock::now() >= next_check) {
+        next_check += std::chrono::seconds(1);
+        if (auto ended = ended_run(a->run)) {
+          last_round = true;
+          ended_status = ended->status;
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the last lines reach the files
+        }
+      }
       for (size_t i = 0; i < sources.size(); ++i) {
         try {
           partial[i] += sources[i].read(&offsets[i]);
@@ -372,6 +580,13 @@ void add_control(CLI::App& app, int* exit_code) {
           std::cout << (prefix ? "[" + sources[i].name + "] " : "") << partial[i].substr(0, nl) << "\n";
           partial[i].erase(0, nl + 1);
         }
+      }
+      if (last_round) {
+        for (size_t i = 0; i < sources.size(); ++i)
+          if (!partial[i].empty()) std::cout << (prefix ? "[" + sources[i].name + "] " : "") << partial[i] << "\n";
+        std::cout << std::flush;
+        std::cerr << "orchard logs: run " << a->run << " has ended (" << ended_status << ")\n";
+        return;
       }
       std::cout << std::flush;
       std::this_thread::sleep_for(std::chrono::milliseconds(200));

@@ -164,6 +164,9 @@ CommandResult run_command(const std::vector<std::string>& argv, int timeout_ms, 
     return result;
   }
   if (pid == 0) {
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    ::sigaction(SIGPIPE, &dfl, nullptr);  // `orchard` ignores it; the command gets the default
     ::dup2(pipefd[1], STDOUT_FILENO);
     if (merge_stderr) {
       ::dup2(pipefd[1], STDERR_FILENO);

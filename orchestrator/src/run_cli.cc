@@ -149,6 +149,7 @@ struct RunOptions {
   std::vector<std::string> sets;  // the --set overrides given with it
   double heartbeat_grace_s = 30;  // a process without a heartbeat for this long is hung
   std::string epoch;              // this incarnation on the agents (reset_run/open_run)
+  double prior_learner_s = 0;     // a resumed run's learner time so far (its checkpoint's)
 };
 
 class LocalRun {
@@ -167,7 +168,7 @@ class LocalRun {
   void scale_actors(core::RedisClient& c, const std::string& host, int64_t want);
   // Fills host, argv, log and files for a process placed on `host` ("local" or an agent's).
   void place(orchestrator::ProcessSpec& p, const std::string& host, std::vector<std::string> args) const;
-  void register_run(const std::string& status);
+  void register_run(const std::string& status, const nlohmann::json& extra = nlohmann::json::object());
 
   RunSpec spec_;
   RunOptions opts_;
@@ -185,6 +186,15 @@ class LocalRun {
   std::string reason_;
 };
 
+// An entry of the run's event stream (docs/redis.md): kind, proc, detail and the wall clock.
+void add_event(core::RedisClient& c, const std::string& run, const std::string& kind, const std::string& proc,
+               const std::string& detail) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  c.xadd(events_key(run), {{"ts_ms", std::to_string(ms)}, {"kind", kind}, {"proc", proc}, {"detail", detail}}, 10000);
+}
+
 void LocalRun::redis_call(const std::function<void(core::RedisClient&)>& f) {
   try {
     f(*client_);
@@ -199,7 +209,7 @@ void LocalRun::redis_call(const std::function<void(core::RedisClient&)>& f) {
   }
 }
 
-void LocalRun::register_run(const std::string& status) {
+void LocalRun::register_run(const std::string& status, const nlohmann::json& extra) {
   nlohmann::json entry = {{"name", spec_.name},
                           {"redis", spec_.redis_url},
                           {"run_dir", fs::absolute(spec_.run_dir).string()},
@@ -213,6 +223,7 @@ void LocalRun::register_run(const std::string& status) {
     entry["embedded_redis_port"] = redis_->port();
     entry["embedded_redis_password"] = redis_->password();
   }
+  for (const auto& [k, v] : extra.items()) entry[k] = v;
   write_registry(spec_.name, entry);
 }
 
@@ -220,7 +231,7 @@ void LocalRun::on_event(const orchestrator::SchedulerEvent& e) {
   if (!opts_.quiet || e.kind != "ready")
     std::cout << "[" << e.kind << "] " << e.proc << (e.detail.empty() ? "" : ": " + e.detail) << std::endl;
   redis_call([&](core::RedisClient& c) {
-    c.xadd(events_key(spec_.name), {{"kind", e.kind}, {"proc", e.proc}, {"detail", e.detail}}, 10000);
+    add_event(c, spec_.name, e.kind, e.proc, e.detail);
     if (e.proc == "run") return;
     const auto& procs = sched_->processes();
     auto it = procs.find(e.proc);
@@ -280,8 +291,7 @@ void LocalRun::scale_actors(core::RedisClient& c, const std::string& host, int64
   const std::string what = host.empty() ? "actors" : "actors@" + host;
   if (want != have) {
     std::cout << "[scale] " << what << ": " << have << " -> " << want << std::endl;
-    c.xadd(events_key(spec_.name),
-           {{"kind", "scale"}, {"proc", what}, {"detail", std::to_string(have) + " -> " + std::to_string(want)}}, 10000);
+    add_event(c, spec_.name, "scale", what, std::to_string(have) + " -> " + std::to_string(want));
   }
   for (int64_t i = have; i < want; ++i) sched_->add(actor_spec(next_actor_id_++, host));
   std::sort(live.begin(), live.end(),
@@ -312,7 +322,7 @@ void LocalRun::control() {
         }
         const bool known_host = host.empty() || host == "local" || spec_.host(host);
         if (want < 0 || want > 100000 || !known_host || (host.empty() && want < 1)) {
-          c.xadd(events_key(spec_.name), {{"kind", "error"}, {"proc", key}, {"detail", "ignored: " + value}}, 10000);
+          add_event(c, spec_.name, "error", key, "ignored: " + value);
           continue;
         }
         scale_actors(c, host, want);
@@ -332,26 +342,44 @@ void LocalRun::control() {
 void LocalRun::progress() {
   if (!sched_->running()) return;
   redis_call([&](core::RedisClient& c) {
-    auto learner = latest_per(c, metrics_key(spec_.name, "learner"), "kind", 50);
-    std::string steps, sps, eval;
-    for (const auto& f : learner) {
-      if (field(f, "kind") == "train") {
-        steps = field(f, "env_steps");
-        sps = field(f, "env_steps_per_s");
-      } else if (field(f, "kind") == "eval") {
-        eval = field(f, "eval_mean_return");
-        if (steps.empty()) steps = field(f, "env_steps");
+    // Evaluations can come far more often than train reports: look back until both are found.
+    auto latest = latest_of(c, metrics_key(spec_.name, "learner"), "kind", {"train", "eval"}, 5000);
+    const auto& train = latest[0];
+    const auto& eval = latest[1];
+    // Env steps from whichever is newer (both count up), the rate from the train report.
+    int64_t steps = -1;
+    for (const auto* f : {&train, &eval}) {
+      try {
+        if (!field(*f, "env_steps").empty()) steps = std::max<int64_t>(steps, std::stoll(field(*f, "env_steps")));
+      } catch (const std::exception&) {
       }
     }
-    if (steps.empty()) return;
-    std::string line = "[progress] " + std::to_string(static_cast<int>(steady_seconds() - started_)) +
-                       " s, env steps " + steps;
-    if (!sps.empty()) line += " (" + sps + "/s)";
-    if (!eval.empty()) line += ", mean eval return " + eval;
-    if (spec_.budget.env_steps > 0 && !sps.empty()) {
-      const double left = static_cast<double>(spec_.budget.env_steps) - std::stod(steps), rate = std::stod(sps);
-      if (rate > 0 && left > 0) line += ", ETA to the env-step budget " + std::to_string(static_cast<int>(left / rate)) + " s";
+    if (steps < 0) return;
+    double rate = -1;
+    try {
+      if (!field(train, "env_steps_per_s").empty()) rate = std::stod(field(train, "env_steps_per_s"));
+    } catch (const std::exception&) {
     }
+    const double elapsed = steady_seconds() - started_;
+    std::string line = fmt::format("[progress] {:.0f} s, env steps {}", elapsed, steps);
+    if (rate >= 0) line += rate >= 100 ? fmt::format(" ({:.0f}/s)", rate) : fmt::format(" ({:.1f}/s)", rate);
+    if (!field(eval, "eval_mean_return").empty()) line += ", mean eval return " + field(eval, "eval_mean_return");
+    // ETA to whichever budget runs out first: the env steps left at the current rate, or the
+    // wall time left (the learner's clock starts a little after the run's, so this errs early).
+    double eta = -1;
+    std::string which;
+    if (spec_.budget.env_steps > 0 && rate > 0) {
+      eta = std::max(0.0, static_cast<double>(spec_.budget.env_steps - steps) / rate);
+      which = "env-step";
+    }
+    if (spec_.budget.wall_time_s > 0) {
+      const double left = std::max(0.0, spec_.budget.wall_time_s - opts_.prior_learner_s - elapsed);
+      if (eta < 0 || left < eta) {
+        eta = left;
+        which = "wall-time";
+      }
+    }
+    if (eta >= 0) line += fmt::format(", ETA to the {} budget {:.0f} s", which, eta);
     std::cout << line << std::endl;
   });
 }
@@ -359,6 +387,7 @@ void LocalRun::progress() {
 int LocalRun::run() {
   started_ = steady_seconds();
   bin_ = orchestrator::self_dir();
+  const bool made_run_dir = !fs::exists(spec_.run_dir);
   fs::create_directories(spec_.run_dir);
   logs_ = spec_.run_dir + "/logs";
   fs::remove(spec_.run_dir + "/result.json");
@@ -406,6 +435,10 @@ int LocalRun::run() {
                                            .count())});
       client_->command({"HSET", run_key(spec_.name), "spec", spec_.resolved_yaml()});
     } catch (const Error& e) {
+      client_.reset();
+      if (redis_) redis_->stop();
+      std::error_code ec;
+      if (made_run_dir) fs::remove_all(spec_.run_dir, ec);  // nothing of this run was kept
       throw Error("run '" + spec_.name + "': cannot reach Redis at the start: " + e.what());
     }
   }
@@ -434,7 +467,7 @@ int LocalRun::run() {
             << spec_.env.name << ", " << spec_.replay_shards << " shard(s), " << spec_.learner.count
             << (spec_.learner.count > 1 ? " learner ranks (" + spec_.learner.sync + " all-reduce), " : " learner, ")
             << spec_.actors.count
-            << " actor(s) x " << spec_.env.num_envs << " envs; run dir " << spec_.run_dir << "; redis "
+            << " actor(s) x " << spec_.env.num_envs << " envs; run dir " << fs::absolute(spec_.run_dir).string() << "; redis "
             << spec_.redis_url << std::endl;
 
   boost::asio::io_context io;
@@ -493,7 +526,7 @@ int LocalRun::run() {
   double ready_at = 0;
   sched_->on_ready = [&] {
     ready_at = steady_seconds() - started_;
-    std::cout << "all processes ready after " << ready_at << " s" << std::endl;
+    std::cout << "all processes ready after " << fmt::format("{:.2f}", ready_at) << " s" << std::endl;
     redis_call([&](core::RedisClient& c) { c.command({"HSET", run_key(spec_.name), "status", "running"}); });
     register_run("running");
   };
@@ -570,27 +603,38 @@ int LocalRun::run() {
   std::cout << "\nrun " << spec_.name << " ";
   if ((outcome_ == RunOutcome::kFinished || stopped) && result.is_object()) {
     const std::string reason = result.value("reason", "unknown");
-    std::cout << (stopped ? "stopped" : "finished") << ": " << reason;
+    const bool reached = reason == "target_return";
+    if (stopped) {
+      code = 130;
+    } else if (spec_.budget.has_target && !reached) {
+      code = 3;
+    }
+    // What ended it: the target, a budget (env_steps, updates, wall_time), or a stop.
+    if (stopped)
+      std::cout << "stopped" << (reason == "stopped" ? "" : " (" + reason + ")");
+    else if (reached)
+      std::cout << "finished: target_return";
+    else
+      std::cout << (code == 3 ? "ended: " : "finished: ") << reason << " budget used up";
     if (result.contains("eval_mean") && result["eval_mean"].is_number())
-      std::cout << "; final evaluation mean return " << result["eval_mean"].get<double>() << " (min "
+      std::cout << "; last evaluation mean return " << result["eval_mean"].get<double>() << " (min "
                 << result["eval_min"].get<double>() << ")";
     const double secs = steady_seconds() - started_;
     const int64_t steps = result.value("env_steps", int64_t{0});
-    // The learner's own clock (summed over restarts) and, apart, what start-up and the ordered
-    // stop (actors flushing, shards checkpointing) added around it.
+    // The learner's own clock (summed over restarts and resumes) and, apart, this command's
+    // time: start-up and the ordered stop (actors flushing, shards checkpointing) around it.
     const double learner_s = result.value("seconds", 0.0);
     std::cout << "\n  " << steps << " env steps, " << result.value("updates", int64_t{0}) << " updates in "
               << fmt::format("{:.1f}", learner_s) << " s of learning ("
-              << static_cast<int64_t>(static_cast<double>(steps) / std::max(1e-9, learner_s)) << " env steps/s); "
-              << fmt::format("{:.1f}", secs) << " s in all, processes ready after " << fmt::format("{:.2f}", ready_at)
-              << " s"
-              << "\n  checkpoint " << result.value("checkpoint", std::string("none")) << "\n  logs " << logs_ << std::endl;
-    if (spec_.budget.has_target && reason != "target_return") {
+              << static_cast<int64_t>(static_cast<double>(steps) / std::max(1e-9, learner_s)) << " env steps/s)"
+              << (opts_.resume ? ", since the run began" : "") << "; " << fmt::format("{:.1f}", secs) << " s in all"
+              << (opts_.resume ? " this time" : "") << ", "
+              << (ready_at > 0 ? "processes ready after " + fmt::format("{:.2f}", ready_at) + " s"
+                               : std::string("ended before every process was ready"))
+              << "\n  checkpoint " << result.value("checkpoint", std::string("none")) << "\n  logs "
+              << fs::absolute(logs_).string() << std::endl;
+    if (spec_.budget.has_target && !reached)
       std::cout << "  target return " << spec_.budget.target_return << " not reached" << std::endl;
-      code = stopped ? 130 : 3;
-    } else if (stopped) {
-      code = 130;
-    }
   } else if (stopped) {
     std::cout << "stopped before the learner reported a result" << std::endl;
     code = 130;
@@ -608,11 +652,21 @@ int LocalRun::run() {
     c.command({"HSET", run_key(spec_.name), "status", status, "exit_code", std::to_string(code), "reason",
                result.is_object() ? result.value("reason", reason_) : reason_});
   });
-  register_run(status);
+  register_run(status, {{"exit_code", code},
+                        {"reason", result.is_object() ? result.value("reason", reason_) : reason_},
+                        {"ended_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch())
+                                         .count()}});
   sched_.reset();
   client_.reset();
   if (redis_) redis_->stop();
   return code;
+}
+
+// `--resume` of a run that used a Redis of the user's (not an embedded one): keep reporting
+// there unless --redis names another.
+void keep_external_redis(const nlohmann::json& entry, std::string& redis) {
+  if (redis.empty() && !entry.contains("embedded_redis_port")) redis = entry.value("redis", std::string());
 }
 
 }  // namespace
@@ -626,6 +680,7 @@ void add_run(CLI::App& app, int* exit_code) {
     std::string resume_run;                  // --resume RUN
     std::vector<CLI::Option*> resume_opts;   // one per subcommand (run, up)
     int max_restarts = 5;
+    double prior_learner_s = 0;              // set by prepare() for --resume
   };
   auto args = std::make_shared<Args>();
   auto common = [args](CLI::App* cmd) {
@@ -646,7 +701,7 @@ void add_run(CLI::App& app, int* exit_code) {
     for (auto* o : args->resume_opts) args->resume = args->resume || o->count() > 0;
     if (args->spec.empty()) {
       // `orchard run --resume NAME`: CLI11 gave the name to --resume.
-      if (args->resume_run.empty()) throw Error("run: a run spec is required (or --resume NAME)");
+      if (args->resume_run.empty()) throw ConfigError("run: a run spec is required (or --resume NAME)");
       args->spec = args->resume_run;
       args->resume_run.clear();
     }
@@ -656,8 +711,10 @@ void add_run(CLI::App& app, int* exit_code) {
       if (!fs::exists(args->spec)) throw Error("run spec '" + args->spec + "' does not exist");
       args->sets.push_back("name=" + args->resume_run);
       try {
-        const std::string dir = read_registry(args->resume_run).value("run_dir", std::string());
+        const auto entry = read_registry(args->resume_run);
+        const std::string dir = entry.value("run_dir", std::string());
         if (!dir.empty()) args->sets.push_back("run_dir=" + dir);
+        keep_external_redis(entry, args->redis);
       } catch (const Error&) {
         // Not registered here: the spec's run_dir for that name (the checkpoint check below says
         // when there is nothing to resume).
@@ -668,6 +725,7 @@ void add_run(CLI::App& app, int* exit_code) {
       if (!args->resume) throw Error("run spec '" + args->spec + "' does not exist");
       // `orchard run NAME --resume`: the spec and overrides the run was started with.
       auto entry = read_registry(args->spec);
+      keep_external_redis(entry, args->redis);
       const std::vector<std::string> earlier = entry.value("sets", std::vector<std::string>{});
       args->sets.insert(args->sets.begin(), earlier.begin(), earlier.end());
       args->spec = entry.value("spec_path", std::string());
@@ -677,7 +735,13 @@ void add_run(CLI::App& app, int* exit_code) {
     args->spec = fs::absolute(args->spec).string();
     std::vector<std::string> sets = args->sets;
     if (!args->redis.empty()) sets.push_back("redis=" + args->redis);
-    RunSpec spec = RunSpec::load(args->spec, sets);
+    RunSpec spec = [&] {
+      try {
+        return RunSpec::load(args->spec, sets);
+      } catch (const EnvError& e) {
+        throw ConfigError(e.what());  // the spec's env (unknown, bad options, a plugin that will not load)
+      }
+    }();
     *agents = connect_agents(spec);
     const std::string previous = spec.run_dir + "/spec.yaml";
     if (args->resume && spec.multi_host() && fs::exists(previous)) {
@@ -701,17 +765,46 @@ void add_run(CLI::App& app, int* exit_code) {
       throw Error("run '" + spec.name + "' already has a checkpoint (" + ckpt + "); use --resume to continue it, or "
                   "another name (--set name=...) or run_dir to start afresh");
     if (args->resume && !has_ckpt) throw Error("--resume: run '" + spec.name + "' has no checkpoint at " + ckpt);
+    if (args->resume) {
+      // A budget the checkpoint has already used up would end the run as soon as it started.
+      nlohmann::json meta;
+      try {
+        if (spec.placement.learner == "local")
+          meta = nlohmann::json::parse(read_file(spec.checkpoint_dir + "/learner.json"));
+        else
+          meta = nlohmann::json::parse(agents->at(spec.placement.learner)
+                                           ->call({{"op", "read_file"}, {"run", spec.name}, {"path", "checkpoints/learner.json"}})
+                                           .value("data", std::string("{}")));
+      } catch (const std::exception&) {
+        meta = nlohmann::json::object();  // no metadata: the learner says what it finds
+      }
+      // A checkpoint of another run is the learner's to refuse (it names the run).
+      if (meta.value("run", spec.name) != spec.name) meta = nlohmann::json::object();
+      const int64_t steps = meta.value("env_steps", int64_t{0}), updates = meta.value("updates", int64_t{0});
+      const double secs = meta.value("seconds", 0.0);
+      args->prior_learner_s = secs;
+      auto used_up = [&](const std::string& what, const std::string& have, const std::string& budget) {
+        throw ConfigError("--resume: run '" + spec.name + "' already has " + have + " (its checkpoint), which uses up " +
+                          what + " = " + budget + "; raise it to continue (--set " + what + "=...)");
+      };
+      if (spec.budget.env_steps > 0 && steps >= spec.budget.env_steps)
+        used_up("budget.env_steps", std::to_string(steps) + " env steps", std::to_string(spec.budget.env_steps));
+      if (spec.budget.updates > 0 && updates >= spec.budget.updates)
+        used_up("budget.updates", std::to_string(updates) + " updates", std::to_string(spec.budget.updates));
+      if (spec.budget.wall_time_s > 0 && secs >= spec.budget.wall_time_s)
+        used_up("budget.wall_time_s", fmt::format("{:.0f} s of learning", secs), fmt::format("{:g}", spec.budget.wall_time_s));
+    }
     // Port clashes are found now, not as a shard that cannot bind later.
     std::vector<std::string> endpoints = spec.replay_endpoints;
     endpoints.push_back(spec.weights_endpoint);
     if (!spec.learner_sync_endpoint.empty()) endpoints.push_back(spec.learner_sync_endpoint);
     std::set<std::string> seen;
     for (const auto& ep : spec.multi_host() ? std::vector<std::string>{} : endpoints) {
-      if (!seen.insert(ep).second) throw Error("run spec: endpoint " + ep + " is used twice (endpoints.replay/weights/learner_sync)");
+      if (!seen.insert(ep).second) throw ConfigError("run spec: endpoint " + ep + " is used twice (endpoints.replay/weights/learner_sync)");
       std::smatch m;
       if (!std::regex_match(ep, m, std::regex("tcp://(127\\.0\\.0\\.1|localhost|0\\.0\\.0\\.0|\\*):([0-9]+)"))) continue;
       if (core::tcp_port_open("127.0.0.1", static_cast<uint16_t>(std::stoi(m[2])), 200))
-        throw Error("run spec: endpoint " + ep + ": port " + std::string(m[2]) +
+        throw ConfigError("run spec: endpoint " + ep + ": port " + std::string(m[2]) +
                     " is already in use on this machine (leave endpoints out to have free ports picked)");
     }
     return spec;
@@ -737,6 +830,7 @@ void add_run(CLI::App& app, int* exit_code) {
     ro.spec_path = args->spec;
     ro.resume = args->resume;
     ro.sets = args->sets;
+    ro.prior_learner_s = args->prior_learner_s;
     LocalRun r(std::move(spec), ro, *agents);
     *exit_code = r.run();
   });

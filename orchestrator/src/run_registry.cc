@@ -1,8 +1,10 @@
 #include "run_registry.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 
 #include "orchard/core/error.h"
@@ -102,6 +104,59 @@ std::vector<std::vector<std::pair<std::string, std::string>>> latest_per(core::R
   }
   std::vector<std::vector<std::pair<std::string, std::string>>> out;
   for (auto& [k, v] : newest) out.push_back(v);
+  return out;
+}
+
+namespace {
+// Walks the stream from the newest entry back, a page at a time, until `visit` returns false or
+// `max_scan` entries were seen.
+void scan_back(core::RedisClient& c, const std::string& stream, int max_scan,
+               const std::function<bool(const std::vector<std::pair<std::string, std::string>>&)>& visit) {
+  std::string end = "+";
+  int seen = 0;
+  while (seen < max_scan) {
+    const int page = std::min(500, max_scan - seen);
+    auto r = c.command({"XREVRANGE", stream, end, "-", "COUNT", std::to_string(page)});
+    for (const auto& e : r.elements) {
+      if (!visit(entry_fields(e))) return;
+      if (!e.elements.empty()) end = "(" + e.elements[0].str;  // exclusive: the next page starts before it
+    }
+    seen += static_cast<int>(r.elements.size());
+    if (static_cast<int>(r.elements.size()) < page) return;
+  }
+}
+}  // namespace
+
+std::vector<std::vector<std::pair<std::string, std::string>>> latest_of(core::RedisClient& c,
+                                                                        const std::string& stream,
+                                                                        const std::string& group_field,
+                                                                        const std::vector<std::string>& values,
+                                                                        int max_scan) {
+  std::vector<std::vector<std::pair<std::string, std::string>>> out(values.size());
+  size_t found = 0;
+  scan_back(c, stream, max_scan, [&](const std::vector<std::pair<std::string, std::string>>& f) {
+    const std::string v = field(f, group_field);
+    for (size_t i = 0; i < values.size(); ++i)
+      if (values[i] == v && out[i].empty()) {
+        out[i] = f;
+        ++found;
+      }
+    return found < values.size();
+  });
+  return out;
+}
+
+std::vector<std::vector<std::pair<std::string, std::string>>> recent_entries(core::RedisClient& c,
+                                                                            const std::string& stream,
+                                                                            const std::string& group_field,
+                                                                            const std::string& value, size_t n,
+                                                                            int max_scan) {
+  std::vector<std::vector<std::pair<std::string, std::string>>> out;
+  if (n == 0) return out;
+  scan_back(c, stream, max_scan, [&](const std::vector<std::pair<std::string, std::string>>& f) {
+    if (field(f, group_field) == value) out.push_back(f);
+    return out.size() < n;
+  });
   return out;
 }
 

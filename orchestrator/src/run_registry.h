@@ -47,6 +47,19 @@ std::vector<std::pair<std::string, std::string>> latest_entry(core::RedisClient&
 std::vector<std::vector<std::pair<std::string, std::string>>> latest_per(core::RedisClient& c,
                                                                          const std::string& stream,
                                                                          const std::string& group_field, int scan);
+// The newest entry for each of `values` of `group_field` (an empty one where none is found),
+// looking back through at most `max_scan` entries, newest first, a page at a time.
+std::vector<std::vector<std::pair<std::string, std::string>>> latest_of(core::RedisClient& c,
+                                                                        const std::string& stream,
+                                                                        const std::string& group_field,
+                                                                        const std::vector<std::string>& values,
+                                                                        int max_scan);
+// The newest `n` entries whose `group_field` is `value`, newest first (same look-back bound).
+std::vector<std::vector<std::pair<std::string, std::string>>> recent_entries(core::RedisClient& c,
+                                                                            const std::string& stream,
+                                                                            const std::string& group_field,
+                                                                            const std::string& value, size_t n,
+                                                                            int max_scan);
 std::string field(const std::vector<std::pair<std::string, std::string>>& fields, const std::string& name,
                   const std::string& def = "");
 

@@ -64,21 +64,24 @@ int main(int argc, char** argv) {
         mo.stream = "orchard:run:" + run_name + ":metrics:replay";
         mo.heartbeat_key = "orchard:run:" + run_name + ":proc:" + name + ":heartbeat";
         orchard::core::MetricsReporter metrics(mo);
+        auto report_tables = [&] {
+          for (const auto& t : options_tables) {
+            auto* table = server.table(t);
+            if (!table) continue;
+            metrics.report({{"shard", name}, {"table", t}, {"size", std::to_string(table->size())}});
+          }
+        };
         std::unique_lock<std::mutex> lock(mu);
         int ticks = 0;
         while (!stop_reporting) {
           lock.unlock();
           metrics.heartbeat();
-          if (++ticks % 5 == 0) {
-            for (const auto& t : options_tables) {
-              auto* table = server.table(t);
-              if (!table) continue;
-              metrics.report({{"shard", name}, {"table", t}, {"size", std::to_string(table->size())}});
-            }
-          }
+          if (ticks++ % 5 == 0) report_tables();  // at the start, then every 5 s
           lock.lock();
           cv.wait_for(lock, std::chrono::seconds(1), [&] { return stop_reporting; });
         }
+        lock.unlock();
+        report_tables();  // the fill at the end, for runs shorter than the interval too
       });
     }
     server.run();

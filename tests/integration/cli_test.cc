@@ -96,7 +96,7 @@ TEST(Cli, SelfcheckWithUnreachableRedisFailsWithOneLine) {
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.output.find("orchard: redis redis://127.0.0.1:1/0: connection refused"), std::string::npos) << r.output;
   auto bad = run_orchard({"selfcheck", "--redis", "http://x"});
-  EXPECT_EQ(bad.code, 1);
+  EXPECT_EQ(bad.code, 2);  // bad input
   EXPECT_NE(bad.output.find("http://x"), std::string::npos) << bad.output;
 }
 

@@ -144,6 +144,7 @@ TEST(Orchestrator, UpScaleStatusLogsTopStopThroughTheCli) {
       << status;
   EXPECT_NE(status.find("[scale] actors: 2 -> 3"), std::string::npos) << status;
   EXPECT_NE(status.find("learner-0   running"), std::string::npos) << status;
+  EXPECT_NE(status.find("\n  redis redis://127.0.0.1:"), std::string::npos) << status;  // where redis-cli goes
 
   auto down = orchard({"scale", "clirun", "actors=1"});
   ASSERT_EQ(down.first, 0) << down.second;
@@ -156,6 +157,9 @@ TEST(Orchestrator, UpScaleStatusLogsTopStopThroughTheCli) {
       30000))
       << status;
   EXPECT_NE(status.find("actor-0     running"), std::string::npos) << status;
+  // An exited actor has no pid and no current figures.
+  EXPECT_TRUE(std::regex_search(status, std::regex("actor-2     exited    -        0        -          -           -         -")))
+      << status;
   // The removed actors flushed and exited 0 (scale-down is not a crash: no restart).
   EXPECT_EQ(status.find("[restart]"), std::string::npos) << status;
 
@@ -185,13 +189,35 @@ TEST(Orchestrator, UpScaleStatusLogsTopStopThroughTheCli) {
   EXPECT_EQ(logs.first, 0) << logs.second;
   EXPECT_NE(logs.second.find("learner-0"), std::string::npos) << logs.second;
   auto bad = orchard({"scale", "clirun", "actors=lots"});
-  EXPECT_NE(bad.first, 0);
+  EXPECT_EQ(bad.first, 2);  // bad input
   EXPECT_NE(bad.second.find("expected actors=N"), std::string::npos) << bad.second;
 
+  // Following a log ends by itself when the run ends.
+  ChildProcess follow({orchard_bin("orchard"), "logs", "clirun", "learner-0", "-f", "-n", "1"}, env);
   auto stop = orchard({"stop", "clirun"}, 120000);
   EXPECT_EQ(stop.first, 0) << stop.second;
+  EXPECT_EQ(follow.wait(10000), 0) << follow.output();
+  EXPECT_NE(follow.output().find("orchard logs: run clirun has ended (stopped)"), std::string::npos) << follow.output();
   auto after = orchard({"status"});
   EXPECT_NE(after.second.find("stopped"), std::string::npos) << after.second;
+  // Its embedded Redis is gone with it: status and top say how it ended from the registry and
+  // result.json, stop says it has already ended, scale refuses.
+  for (const char* cmd : {"status", "top"}) {
+    auto ended = orchard({cmd, "clirun"});
+    EXPECT_EQ(ended.first, 0) << cmd << ": " << ended.second;
+    EXPECT_NE(ended.second.find("run clirun  status stopped"), std::string::npos) << ended.second;
+    EXPECT_NE(ended.second.find("ended: stopped (exit 130)"), std::string::npos) << ended.second;
+    EXPECT_NE(ended.second.find("checkpoint " + (d.path / "run" / "checkpoints" / "learner.pt").string()),
+              std::string::npos)
+        << ended.second;
+  }
+  auto again = orchard({"stop", "clirun"});
+  EXPECT_EQ(again.first, 0) << again.second;
+  EXPECT_NE(again.second.find("run clirun has already ended (stopped)"), std::string::npos) << again.second;
+  auto late = orchard({"scale", "clirun", "actors=2"});
+  EXPECT_EQ(late.first, 1) << late.second;
+  EXPECT_NE(late.second.find("run 'clirun' has ended (stopped); only a running run can be scaled"), std::string::npos)
+      << late.second;
   // The orchestrator's own log lists every process it started; none is left.
   std::ifstream in(d.path / "run" / "orchard.log");
   std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -221,6 +247,97 @@ TEST(Orchestrator, RedisDownAndBackMidRunTheRunKeepsGoingAndMetricsResume) {
   EXPECT_EQ(run.output().find("[restart]"), std::string::npos) << run.output();  // nobody was killed for it
   EXPECT_EQ(c2.command({"HGET", "orchard:run:redisrun", "status"}).str, "finished");
   expect_no_orphans(run.output());
+}
+
+// A run shorter than every report interval still leaves each process's figures in the user's
+// Redis (a last entry at exit), events carry their time, the registry records how the run
+// ended, and `orchard status` reads all of it back.
+TEST(Orchestrator, AShortRunLeavesEveryStreamAndItsEndInTheUsersRedis) {
+  Dir d("short");
+  orchard::testing::RedisServer redis;
+  std::ofstream(d.path / "spec.yaml") << "name: shortrun\nseed: 3\nenv: {name: CartPole-v1, num_envs: 4}\n"
+                                      << "ppo: {segment_length: 32}\nlearner: {report_every_s: 60}\n"
+                                      << "actors: {count: 1, report_every_s: 60}\nbudget: {updates: 3, wall_time_s: 120}\n"
+                                      << "run_dir: " << (d.path / "run").string() << "\n";
+  ChildProcess run({orchard_bin("orchard"), "run", (d.path / "spec.yaml").string(), "--redis", redis.url()},
+                   home_env(d.path));
+  ASSERT_EQ(run.wait(120000), 0) << run.output();
+  orchard::core::RedisClient c(orchard::core::RedisOptions::from_url(redis.url()));
+  auto entries = [&](const std::string& stream) { return c.command({"XRANGE", stream, "-", "+"}).elements; };
+  auto has = [](const orchard::core::RedisReply& entry, const std::string& name, const std::string& value = "") {
+    const auto& f = entry.elements.at(1).elements;
+    for (size_t i = 0; i + 1 < f.size(); i += 2)
+      if (f[i].str == name && (value.empty() || f[i + 1].str == value)) return true;
+    return false;
+  };
+  const auto learner = entries("orchard:run:shortrun:metrics:learner");
+  ASSERT_FALSE(learner.empty());
+  EXPECT_TRUE(has(learner.back(), "kind", "train") && has(learner.back(), "updates", "3") &&
+              has(learner.back(), "weights_version"));
+  const auto actor = entries("orchard:run:shortrun:metrics:actor");
+  ASSERT_FALSE(actor.empty()) << run.output();
+  EXPECT_TRUE(has(actor.back(), "actor", "0") && has(actor.back(), "env_steps") && has(actor.back(), "ts_ms"));
+  const auto replay = entries("orchard:run:shortrun:metrics:replay");
+  ASSERT_FALSE(replay.empty());
+  EXPECT_TRUE(has(replay.back(), "shard") && has(replay.back(), "size"));
+  const auto events = entries("orchard:run:shortrun:events");
+  ASSERT_FALSE(events.empty());
+  for (const auto& e : events) EXPECT_TRUE(has(e, "ts_ms") && has(e, "kind") && has(e, "proc"));
+  const auto entry = read_json(d.path / "home" / "runs" / "shortrun.json");
+  EXPECT_EQ(entry["status"], "finished");
+  EXPECT_EQ(entry["exit_code"], 0);
+  EXPECT_EQ(entry["reason"], "updates");
+  EXPECT_NE(run.output().find("run shortrun finished: updates budget used up"), std::string::npos) << run.output();
+  ChildProcess status({orchard_bin("orchard"), "status", "shortrun"}, home_env(d.path));
+  ASSERT_EQ(status.wait(30000), 0) << status.output();
+  EXPECT_NE(status.output().find("ended: updates (exit 0)"), std::string::npos) << status.output();
+  EXPECT_NE(status.output().find("replay    replay-0 table segments size"), std::string::npos) << status.output();
+  EXPECT_NE(status.output().find("redis " + redis.url()), std::string::npos) << status.output();
+  expect_no_orphans(run.output());
+}
+
+// `orchard status` against a Redis holding a run's records (written here as the orchestrator
+// and processes write them): the policy lag compares an actor's weights with the learner's at
+// the moment of the actor's report, interpolated between the learner's reports; exited
+// processes show no pid or figures; a password in the URL is not shown.
+TEST(Orchestrator, StatusMeasuresPolicyLagAtTheActorsReportTime) {
+  Dir d("lag");
+  orchard::testing::RedisServer redis("s3cret-pass");
+  orchard::core::RedisClient c(orchard::core::RedisOptions::from_url(redis.url()));
+  const std::string run = "orchard:run:lagrun";
+  c.command({"HSET", run, "status", "running", "algorithm", "ppo", "env", "CartPole-v1", "actors", "3", "run_dir", "/x"});
+  c.command({"SADD", run + ":procs", "learner-0", "actor-0", "actor-1", "actor-2"});
+  c.command({"HSET", run + ":proc:learner-0", "state", "running", "pid", "4242", "restarts", "0"});
+  c.command({"HSET", run + ":proc:actor-0", "state", "running", "pid", "4243", "restarts", "0"});
+  c.command({"HSET", run + ":proc:actor-1", "state", "running", "pid", "4244", "restarts", "1"});
+  c.command({"HSET", run + ":proc:actor-2", "state", "exited", "pid", "-1", "restarts", "0"});
+  // The learner at 100 versions a second, reporting at t = 10 s and 15 s; many evaluations after.
+  c.xadd(run + ":metrics:learner", {{"ts_ms", "10000"}, {"kind", "train"}, {"updates", "1000"},
+                                    {"updates_per_s", "100"}, {"env_steps", "512000"}, {"weights_version", "1000"}});
+  c.xadd(run + ":metrics:learner", {{"ts_ms", "15000"}, {"kind", "train"}, {"updates", "1500"},
+                                    {"updates_per_s", "100"}, {"env_steps", "768000"}, {"weights_version", "1500"}});
+  for (int i = 0; i < 1200; ++i)
+    c.xadd(run + ":metrics:learner", {{"ts_ms", "15001"}, {"kind", "eval"}, {"env_steps", "768512"},
+                                      {"eval_mean_return", "480"}, {"eval_min_return", "400"}});
+  // actor-0 reported at 12 s acting with version 1198: the learner was at 1200, so lag 2 (not
+  // 1500 - 1198 = 302). actor-1 reported at 16 s with 1600: the learner, carried on at its rate,
+  // was at 1600: lag 0. actor-2 has exited.
+  c.xadd(run + ":metrics:actor", {{"ts_ms", "12000"}, {"actor", "0"}, {"env_steps_per_s", "8000"},
+                                  {"mean_return", "200"}, {"weights_version", "1198"}});
+  c.xadd(run + ":metrics:actor", {{"ts_ms", "16000"}, {"actor", "1"}, {"env_steps_per_s", "9000"},
+                                  {"mean_return", "210"}, {"weights_version", "1600"}});
+  c.xadd(run + ":metrics:actor", {{"ts_ms", "9000"}, {"actor", "2"}, {"env_steps_per_s", "7000"},
+                                  {"mean_return", "190"}, {"weights_version", "800"}});
+  ChildProcess status({orchard_bin("orchard"), "status", "lagrun", "--redis", redis.url()}, home_env(d.path));
+  ASSERT_EQ(status.wait(30000), 0) << status.output();
+  const std::string out = status.output();
+  EXPECT_NE(out.find("actor-0     running   4243     0        missing    8000        200.0     2\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("actor-1     running   4244     1        missing    9000        210.0     0\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("actor-2     exited    -        0        -          -           -         -\n"), std::string::npos) << out;
+  // The train report is found behind 1200 evaluations; env steps are the newest (the eval's).
+  EXPECT_NE(out.find("updates 1500 (100.0/s)  env steps 768.5k"), std::string::npos) << out;
+  EXPECT_NE(out.find("redis redis://:***@127.0.0.1:"), std::string::npos) << out;
+  EXPECT_EQ(out.find("s3cret-pass"), std::string::npos) << out;
 }
 
 // A process that keeps failing: the actor's simulator (the flaky test plugin) errors on its
@@ -266,10 +383,10 @@ TEST(Orchestrator, InvalidSpecsAreRefusedBeforeAnythingStarts) {
     return std::make_pair(code, p.output());
   };
   auto r = run("name: x\nenv: {name: NoSuchEnv-v0}\nbudget: {updates: 1}\n");
-  EXPECT_EQ(r.first, 1);
+  EXPECT_EQ(r.first, 2);
   EXPECT_NE(r.second.find("unknown env 'NoSuchEnv-v0'"), std::string::npos) << r.second;
   r = run("name: x\nenv: {name: CartPole-v1}\nbudget: {updates: 1}\nredis: 'redis://'\n");
-  EXPECT_EQ(r.first, 1);
+  EXPECT_EQ(r.first, 2);
   EXPECT_NE(r.second.find("redis"), std::string::npos) << r.second;
   // A port that something already listens on.
   zmq::context_t ctx;
@@ -279,13 +396,18 @@ TEST(Orchestrator, InvalidSpecsAreRefusedBeforeAnythingStarts) {
   r = run("name: x\nenv: {name: CartPole-v1}\nbudget: {updates: 1}\nendpoints: {replay: ['tcp://127.0.0.1:" +
           std::to_string(port) + "'], weights: 'tcp://127.0.0.1:" + std::to_string(orchard::core::free_loopback_port()) +
           "'}\n");
-  EXPECT_EQ(r.first, 1);
+  EXPECT_EQ(r.first, 2);
   EXPECT_NE(r.second.find("already in use"), std::string::npos) << r.second;
+  // A value from --set is named as such.
+  r = run("name: x\nenv: {name: CartPole-v1}\nbudget: {updates: 1}\n", {"--set", "algorithm=sac"});
+  EXPECT_EQ(r.first, 2);
+  EXPECT_NE(r.second.find("--set algorithm=sac: algorithm: sac needs"), std::string::npos) << r.second;
   // A Redis that is not there.
   r = run("name: x\nenv: {name: CartPole-v1}\nbudget: {updates: 1}\n",
           {"--redis", "redis://127.0.0.1:" + std::to_string(orchard::core::free_loopback_port())});
   EXPECT_EQ(r.first, 1);
   EXPECT_NE(r.second.find("cannot reach Redis"), std::string::npos) << r.second;
+  EXPECT_FALSE(fs::exists(d.path / "run")) << "the refused run left its directory behind";
 }
 
 TEST(Orchestrator, PinsAndSetsTheEnvironmentOfProcessesStopsOnSigintAndResumesByName) {
@@ -329,6 +451,18 @@ TEST(Orchestrator, PinsAndSetsTheEnvironmentOfProcessesStopsOnSigintAndResumesBy
                        home_env(d.path));
   EXPECT_EQ(resumed.wait(120000), 0) << resumed.output();
   EXPECT_EQ(read_json(d.path / "run" / "result.json")["updates"].get<int64_t>(), updates + 10);
+  EXPECT_NE(resumed.output().find("updates in"), std::string::npos) << resumed.output();
+  EXPECT_NE(resumed.output().find("since the run began"), std::string::npos) << resumed.output();
+  // A budget the checkpoint has used up is refused before anything starts.
+  ChildProcess used({orchard_bin("orchard"), "run", "pinrun", "--resume", "--set",
+                     "budget.updates=" + std::to_string(updates + 5)},
+                    home_env(d.path));
+  EXPECT_EQ(used.wait(30000), 2) << used.output();
+  EXPECT_NE(used.output().find("already has " + std::to_string(updates + 10) +
+                               " updates (its checkpoint), which uses up budget.updates = " + std::to_string(updates + 5)),
+            std::string::npos)
+      << used.output();
+  EXPECT_EQ(used.output().find("[start]"), std::string::npos) << used.output();
   // `orchard run SPEC --resume RUN`: another spec file (here under another name), continuing
   // pinrun where it is (its run directory comes from the registry).
   std::ofstream(d.path / "more.yaml") << "name: something-else\nseed: 2\nenv: {name: CartPole-v1, num_envs: 4}\n"
@@ -395,7 +529,7 @@ TEST(Orchestrator, MissingCurveKeysAreASpecError) {
   std::ofstream(d.path / "spec.yaml") << "name: nokeys\nenv: {name: CartPole-v1}\nbudget: {updates: 1}\n"
                                       << "security: {curve_keys: " << (d.path / "absent").string() << "}\n";
   ChildProcess run({orchard_bin("orchard"), "run", (d.path / "spec.yaml").string()}, home_env(d.path));
-  EXPECT_EQ(run.wait(30000), 1);
+  EXPECT_EQ(run.wait(30000), 2);  // a spec error
   EXPECT_NE(run.output().find("security.curve_keys"), std::string::npos) << run.output();
   EXPECT_NE(run.output().find("orchard keys server --dir"), std::string::npos) << run.output();
 }

@@ -156,6 +156,32 @@ TEST(Config, OverridesSetNestedKeysWithYamlTypes) {
   EXPECT_NE(error_of([&] { spec.apply_override("name.sub=1"); }).find("'name' is not a map"), std::string::npos);
 }
 
+// An error about a value that came from --set names the --set, not a line of the file (where
+// the value is not); values from the file keep their file:line:col.
+TEST(Config, ErrorsAboutOverriddenValuesNameTheSetTheyCameFrom) {
+  auto spec = ConfigNode::load_string(kGoodSpec, "spec.yaml");
+  spec.apply_override("replay.shards=many");
+  spec.apply_override("env={name: 7, options: {x: y}}");
+  spec.apply_override("replay.tables[1].sampler=fifo");
+  EXPECT_NE(error_of([&] { spec["replay"].get_int("shards"); }).find("--set replay.shards=many: replay.shards"),
+            std::string::npos)
+      << error_of([&] { spec["replay"].get_int("shards"); });
+  // Under a map that --set replaced.
+  EXPECT_NE(error_of([&] { spec["env"]["options"].get_int("x"); }).find("--set env={name: 7, options: {x: y}}: env.options.x"),
+            std::string::npos)
+      << error_of([&] { spec["env"]["options"].get_int("x"); });
+  EXPECT_NE(spec["replay"]["tables"].elements()[1]["sampler"].where().find("--set replay.tables[1].sampler=fifo"),
+            std::string::npos)
+      << spec["replay"]["tables"].elements()[1]["sampler"].where();
+  // Neighbours that the file set still point into the file.
+  EXPECT_EQ(spec["replay"]["tables"].elements()[0].where().rfind("spec.yaml:", 0), 0u)
+      << spec["replay"]["tables"].elements()[0].where();
+  EXPECT_EQ(spec["seed"].where().rfind("spec.yaml:", 0), 0u) << spec["seed"].where();
+  // The latest --set of a key wins.
+  spec.apply_override("replay.shards=lots");
+  EXPECT_NE(error_of([&] { spec["replay"].get_int("shards"); }).find("--set replay.shards=lots"), std::string::npos);
+}
+
 TEST(Config, EditDistanceSuggestsOnlyCloseWords) {
   EXPECT_EQ(orchard::core::edit_distance("kitten", "sitting"), 3u);
   EXPECT_EQ(orchard::core::closest_match("shrads", {"shards", "tables"}).value_or(""), "shards");
