@@ -381,6 +381,8 @@ void ConfigNode::apply_override(const std::string& assignment) {
   }
   std::string key = assignment.substr(0, eq);
   std::string text = assignment.substr(eq + 1);
+  if (text.find_first_not_of(" \t") == std::string::npos)
+    throw ConfigError("--set " + key + "=: empty value (to clear a key write " + key + "=null)");
   YAML::Node value;
   try {
     value = YAML::Load(text);
@@ -396,6 +398,8 @@ void ConfigNode::apply_override(const std::string& assignment) {
   size_t i = 0;
   while (i < key.size()) {
     if (key[i] == '.') {
+      if (i == 0 || i + 1 == key.size() || key[i + 1] == '.' || key[i + 1] == '[')
+        throw ConfigError("--set " + key + ": empty key between dots");
       ++i;
       continue;
     }

@@ -293,11 +293,14 @@ void AgentServer::check_not_expired(const std::string& op, const json& r) const 
   if (op != "start" && op != "start_many" && op != "signal" && op != "signal_many") return;
   if (!r.contains("not_after_ms")) return;
   if (!r["not_after_ms"].is_number_integer()) throw Error("field 'not_after_ms' must be an integer (ms since the epoch)");
-  const int64_t late = clock_ms() - r["not_after_ms"].get<int64_t>();
-  if (late > 0)
+  const int64_t now = clock_ms(), not_after = r["not_after_ms"].get<int64_t>();
+  if (now > not_after) {
+    // Computed without overflow for any not_after (a far-past one is simply very late).
+    const int64_t late = not_after < 0 && now > INT64_MAX + not_after ? INT64_MAX : now - not_after;
     throw Error("expired: this request came " + std::to_string(late) +
                 " ms after its sender stopped waiting for the answer (this agent was stalled, or the link is slow); "
                 "not carried out, as the sender counts it as failed");
+  }
 }
 
 json AgentServer::op_end_run(const json& r) {
@@ -413,6 +416,36 @@ json AgentServer::op_read_file(const json& r) {
   return {{"exists", true}, {"data", ss.str()}};
 }
 
+namespace {
+// A request's op, or `def` when it has none or it is not a string.
+std::string op_name(const json& request, const std::string& def = "") {
+  return request.is_object() && request.contains("op") && request["op"].is_string() ? request["op"].get<std::string>()
+                                                                                     : def;
+}
+
+// The type every request field must have, checked before any is read, so a field of the wrong
+// type is refused by name (and never reaches a JSON accessor that would throw mid-request).
+void check_field_types(const json& obj, const std::string& where) {
+  static const char* kStrings[] = {"op", "run", "name", "path", "epoch"};
+  static const char* kIntegers[] = {"count", "offset", "signal", "max_bytes", "not_after_ms", "wait_ready_ms"};
+  static const char* kArrays[] = {"argv", "env", "cpus", "starts", "signals", "reads"};
+  auto name = [&](const char* f) { return "field '" + where + f + "'"; };
+  for (const char* f : kStrings)
+    if (obj.contains(f) && !obj[f].is_string()) throw Error(name(f) + " must be a string");
+  for (const char* f : kIntegers)
+    if (obj.contains(f) && !obj[f].is_number_integer()) throw Error(name(f) + " must be an integer");
+  for (const char* f : kArrays)
+    if (obj.contains(f) && !obj[f].is_array()) throw Error(name(f) + " must be an array");
+  if (obj.contains("files") && !obj["files"].is_object()) throw Error(name("files") + " must be an object");
+  if (obj.contains("max_bytes") && obj["max_bytes"].get<int64_t>() < 0) throw Error(name("max_bytes") + " must be >= 0");
+  for (const char* list : {"starts", "signals", "reads"}) {
+    if (!obj.contains(list)) continue;
+    for (size_t i = 0; i < obj[list].size(); ++i)
+      if (obj[list][i].is_object()) check_field_types(obj[list][i], where + list + "[" + std::to_string(i) + "].");
+  }
+}
+}  // namespace
+
 json AgentServer::handle(const std::string& text) {
   json r;
   try {
@@ -430,8 +463,13 @@ json AgentServer::handle(const std::string& text) {
     spdlog::warn("refused a request with a wrong or missing token");
     return {{"ok", false}, {"error", "unauthorized: wrong or missing token"}};
   }
+  if (r.contains("op") && !r["op"].is_string()) {
+    ++rejected_;
+    return {{"ok", false}, {"error", "field 'op' must be a string"}, {"now_ms", clock_ms()}};
+  }
   const std::string op = r.value("op", "");
   try {
+    check_field_types(r, "");
     reap();
     check_not_expired(op, r);
     json out;
@@ -579,7 +617,7 @@ void AgentServer::release_held(bool all) {
 // reply is ok: returns the wait's end and the processes to wait for; false: answer now.
 bool AgentServer::wants_wait(const json& request, const json& reply, std::chrono::steady_clock::time_point* until,
                              json* reads) const {
-  if (!reply.value("ok", false) || !request.is_object() || request.value("op", "") != "start_many") return false;
+  if (!reply.value("ok", false) || !request.is_object() || op_name(request) != "start_many") return false;
   if (!request.contains("wait_ready_ms") || !request["wait_ready_ms"].is_number_integer()) return false;
   int64_t wait_ms = std::min<int64_t>(request["wait_ready_ms"].get<int64_t>(), 10000);
   if (request.contains("not_after_ms") && request["not_after_ms"].is_number_integer())
@@ -674,7 +712,7 @@ void AgentClient::send_request(const json& request, int wait_ms) {
   // stalled) refuses it, so nothing happens there that the orchestrator has already counted as
   // failed — and, once the orchestrator is gone, nothing at all. (Never less than half the wait:
   // a first estimate slowed by the connection's set-up must not refuse everything.)
-  const std::string op = request.value("op", "");
+  const std::string op = op_name(request);
   if (clock_known_ && !r.contains("not_after_ms") &&
       (op == "start" || op == "start_many" || op == "signal" || op == "signal_many"))
     r["not_after_ms"] = sent_ms_ + clock_offset_ms_ + std::max<int64_t>(wait_ms - clock_rtt_ms_ - 25, wait_ms / 2);
@@ -802,14 +840,14 @@ std::vector<json> AgentClient::call_each(const std::vector<AgentClient*>& agents
   std::vector<json> replies;
   try_call_each(agents, requests, &replies);
   for (size_t i = 0; i < agents.size(); ++i) {
-    const std::string why = agents[i]->failure(requests[i].value("op", "?"), replies[i]);
+    const std::string why = agents[i]->failure(op_name(requests[i], "?"), replies[i]);
     if (!why.empty()) throw Error(why);
   }
   return replies;
 }
 
 json AgentClient::call(json request) {
-  const std::string op = request.value("op", "?");
+  const std::string op = op_name(request, "?");
   json reply;
   if (!try_call(request, &reply)) reply = json();
   const std::string why = failure(op, reply);

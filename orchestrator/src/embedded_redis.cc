@@ -132,7 +132,9 @@ std::string EmbeddedRedis::launch(bool& exited) {
                                    "--dir", dir_,
                                    "--logfile", ""};
   // clang-format on
-  if (!extra_bind_.empty()) args.insert(args.begin() + 5, extra_bind_);  // after "--bind", "127.0.0.1"
+  // After "--bind", "127.0.0.1"; loopback itself is bound already (twice would fail).
+  if (!extra_bind_.empty() && extra_bind_ != "127.0.0.1" && extra_bind_ != "localhost")
+    args.insert(args.begin() + 5, extra_bind_);
   if (!password_.empty()) {
     args.push_back("--requirepass");
     args.push_back(password_);
@@ -156,6 +158,9 @@ std::string EmbeddedRedis::launch(bool& exited) {
     // Child: only async-signal-safe calls until exec.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
+    // Its own process group: a terminal's Ctrl-C goes to the orchestrator, which stops the run
+    // in order and stops Redis last, not to Redis at once.
+    ::setpgid(0, 0);
     ::dup2(log_fd, STDOUT_FILENO);
     ::dup2(log_fd, STDERR_FILENO);
     int devnull = ::open("/dev/null", O_RDONLY);

@@ -33,6 +33,7 @@
 #include "cli.h"
 #include "orchard/core/config.h"
 #include "orchard/core/error.h"
+#include "orchard/core/shutdown.h"
 #include "orchard/core/net.h"
 #include "orchard/core/redis.h"
 #include "orchard/orchestrator/agent.h"
@@ -128,9 +129,12 @@ void assign_endpoints(RunSpec& spec, Agents& agents) {
     for (const auto& p : r["ports"]) ports[host].push_back(p.get<int>());
   }
   std::vector<std::string> endpoints;
+  std::set<uint16_t> picked;  // distinct local ports
   for (const auto& host : on) {
     if (host == "local") {
-      endpoints.push_back("tcp://" + spec.orchestrator_address + ":" + std::to_string(core::free_loopback_port()));
+      uint16_t port = core::free_loopback_port();
+      while (!picked.insert(port).second) port = core::free_loopback_port();
+      endpoints.push_back("tcp://" + spec.orchestrator_address + ":" + std::to_string(port));
       continue;
     }
     endpoints.push_back("tcp://" + spec.host(host)->address + ":" + std::to_string(ports[host].front()));
@@ -742,6 +746,19 @@ void add_run(CLI::App& app, int* exit_code) {
         throw ConfigError(e.what());  // the spec's env (unknown, bad options, a plugin that will not load)
       }
     }();
+    // One orchestrator per run: a second would share its directory, checkpoint and registry entry.
+    if (fs::exists(registry_path(spec.name))) {
+      const auto entry = read_registry(spec.name);
+      const int pid = entry.value("pid", 0);
+      const std::string st = entry.value("status", "");
+      std::ifstream cmdline("/proc/" + std::to_string(pid) + "/cmdline");
+      std::string argv0;
+      std::getline(cmdline, argv0, '\0');
+      if ((st == "starting" || st == "running") && pid > 0 && pid != ::getpid() && ::kill(pid, 0) == 0 &&
+          fs::path(argv0).filename() == "orchard")
+        throw Error("run '" + spec.name + "' is already running (orchestrator pid " + std::to_string(pid) +
+                    "); `orchard stop " + spec.name + "` first, or give this one another name (--set name=...)");
+    }
     *agents = connect_agents(spec);
     const std::string previous = spec.run_dir + "/spec.yaml";
     if (args->resume && spec.multi_host() && fs::exists(previous)) {
@@ -854,8 +871,19 @@ void add_run(CLI::App& app, int* exit_code) {
     so.stderr_path = log;
     fs::remove(registry_path(spec.name));
     const pid_t pid = orchestrator::spawn_process(argv, so);
-    // Wait until the run is up (registry says running) or the orchestrator gave up.
+    // Wait until the run is up (registry says running) or the orchestrator gave up. Ctrl-C
+    // meanwhile stops the run it started (in order), rather than leaving it half up.
+    core::Shutdown::install();
     for (int i = 0; i < 1200; ++i) {
+      if (core::Shutdown::requested()) {
+        ::kill(pid, SIGTERM);
+        int status = 0;
+        for (int k = 0; k < 1200 && ::waitpid(pid, &status, WNOHANG) != pid; ++k)
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        std::cerr << "orchard up: interrupted; run " << spec.name << " was stopped (" << log << ")\n";
+        *exit_code = 130;
+        return;
+      }
       int status = 0;
       if (::waitpid(pid, &status, WNOHANG) == pid) {
         std::cerr << "orchard up: the run exited during start-up; " << log << " ends:\n"

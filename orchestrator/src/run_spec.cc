@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <regex>
+#include <set>
 
 #include "orchard/core/error.h"
 #include "orchard/core/net.h"
@@ -303,8 +304,8 @@ void RunSpec::parse() {
     hs.agent = h.get_string("agent");
     static const std::regex kAgent("tcp://([^:/]+):([0-9]{1,5})");
     std::smatch m;
-    if (!std::regex_match(hs.agent, m, kAgent))
-      throw ConfigError(h["agent"].where() + ": expected tcp://HOST:PORT, got '" + hs.agent + "'");
+    if (!std::regex_match(hs.agent, m, kAgent) || std::stoi(m[2]) < 1 || std::stoi(m[2]) > 65535)
+      throw ConfigError(h["agent"].where() + ": expected tcp://HOST:PORT with a port of 1-65535, got '" + hs.agent + "'");
     hs.address = h.get_string("address", m[1]);
     hs.token_file = h.get_string("token_file");
     hs.server_key_file = h.get_string("server_key_file", "");
@@ -380,12 +381,17 @@ void RunSpec::parse() {
   replay_endpoints = ep.get_string_list("replay", {});
   weights_endpoint = ep.get_string("weights", "");
   learner_sync_endpoint = ep.get_string("learner_sync", "");
-  if (!learner_sync_endpoint.empty()) {
+  // tcp://HOST:PORT with a port of 1-65535 (ZeroMQ would take 99999 and bind 99999 - 65536).
+  auto check_tcp = [](const std::string& endpoint, const std::string& where) {
     static const std::regex kTcp("tcp://([^:/]+):([0-9]{1,5})");
     std::smatch m;
-    if (!std::regex_match(learner_sync_endpoint, m, kTcp) || std::stoi(m[2]) < 1 || std::stoi(m[2]) > 65535)
-      throw ConfigError(ep["learner_sync"].where() + ": expected tcp://HOST:PORT, got '" + learner_sync_endpoint + "'");
-  }
+    if (!std::regex_match(endpoint, m, kTcp) || std::stoi(m[2]) < 1 || std::stoi(m[2]) > 65535)
+      throw ConfigError(where + ": expected tcp://HOST:PORT with a port of 1-65535, got '" + endpoint + "'");
+  };
+  if (!learner_sync_endpoint.empty()) check_tcp(learner_sync_endpoint, ep["learner_sync"].where());
+  if (!weights_endpoint.empty()) check_tcp(weights_endpoint, ep["weights"].where());
+  for (size_t i = 0; i < replay_endpoints.size(); ++i)
+    check_tcp(replay_endpoints[i], ep["replay"].elements()[i].where());
   if (!replay_endpoints.empty() && static_cast<int64_t>(replay_endpoints.size()) != replay_shards)
     throw ConfigError(ep["replay"].where() + ": " + std::to_string(replay_endpoints.size()) +
                       " endpoints for replay.shards = " + std::to_string(replay_shards));
@@ -530,19 +536,28 @@ void RunSpec::resolve() {
   if (!curve_keys.empty() && node_["replay"].get_string("curve_key_file", "").empty())
     node_.apply_override("replay.curve_key_file='" + curve_keys + "/server.key'");
 
+  // Each picked port is free now, and distinct from the others picked here (the kernel may hand
+  // the same ephemeral port out twice once it was closed again).
+  std::set<uint16_t> picked;
+  auto free_port = [&picked] {
+    for (;;) {
+      const uint16_t p = core::free_loopback_port();
+      if (picked.insert(p).second) return p;
+    }
+  };
   if (replay_endpoints.empty()) {
     std::vector<std::string> eps;
     for (int64_t i = 0; i < replay_shards; ++i)
-      eps.push_back("tcp://127.0.0.1:" + std::to_string(core::free_loopback_port()));
+      eps.push_back("tcp://127.0.0.1:" + std::to_string(free_port()));
     replay_endpoints = eps;
     node_.apply_override("endpoints.replay=" + strings_yaml(eps));
   }
   if (weights_endpoint.empty()) {
-    weights_endpoint = "tcp://127.0.0.1:" + std::to_string(core::free_loopback_port());
+    weights_endpoint = "tcp://127.0.0.1:" + std::to_string(free_port());
     node_.apply_override("endpoints.weights='" + weights_endpoint + "'");
   }
   if (learner.count > 1 && learner_sync_endpoint.empty()) {
-    learner_sync_endpoint = "tcp://127.0.0.1:" + std::to_string(core::free_loopback_port());
+    learner_sync_endpoint = "tcp://127.0.0.1:" + std::to_string(free_port());
     node_.apply_override("endpoints.learner_sync='" + learner_sync_endpoint + "'");
   }
   resolved = true;

@@ -3,6 +3,8 @@
 // reached only over their own addresses. Where namespaces cannot be created (not root, no
 // iproute2) those tests are skipped with the reason; the agent's own protocol tests always run.
 #include <gtest/gtest.h>
+
+#include <cstdint>
 #include <signal.h>
 #include <unistd.h>
 
@@ -250,7 +252,16 @@ TEST(Agent, RefusesWrongTokensAndBadRequestsAndKeepsServing) {
            {{{"op", "read_file"}, {"run", "r"}, {"path", "../../token"}}, "without '..'"},
            {{{"op", "signal"}, {"run", "r"}, {"name", "nobody"}}, "no process r/nobody"},
            {{{"op", "logs_many"}, {"run", "r"}, {"reads", "p"}}, "field 'reads'"},
-           {{{"op", "free_port"}, {"count", 0}}, "field 'count' must be 1-64"}}) {
+           {{{"op", "free_port"}, {"count", 0}}, "field 'count' must be 1-64"},
+           // Fields of the wrong type are refused by name (the agent keeps serving: see below).
+           {{{"op", 5}}, "field 'op' must be a string"},
+           {{{"op", "free_port"}, {"count", "3"}}, "field 'count' must be an integer"},
+           {{{"op", "logs"}, {"run", "r"}, {"name", "p"}, {"offset", "x"}}, "field 'offset' must be an integer"},
+           {{{"op", "logs"}, {"run", "r"}, {"name", "p"}, {"max_bytes", -5}}, "field 'max_bytes' must be >= 0"},
+           {{{"op", "signal"}, {"run", "r"}, {"name", "p"}, {"signal", "9"}}, "field 'signal' must be an integer"},
+           {{{"op", "start_many"}, {"run", "r"}, {"starts", {{{"name", 7}}}}}, "field 'starts[0].name' must be a string"},
+           {{{"op", "start"}, {"run", "r"}, {"name", "x"}, {"argv", {"/bin/true"}}, {"not_after_ms", INT64_MIN}},
+            "expired"}}) {
     try {
       c.call(req);
       ADD_FAILURE() << req.dump() << " was accepted";

@@ -131,6 +131,10 @@ TEST(Orchestrator, UpScaleStatusLogsTopStopThroughTheCli) {
   auto list = orchard({"status"});
   EXPECT_NE(list.second.find("clirun"), std::string::npos) << list.second;
   EXPECT_NE(list.second.find("running"), std::string::npos) << list.second;
+  // A second orchestrator for the same run is refused (it would share the run's files).
+  auto twice = orchard({"run", (d.path / "spec.yaml").string()});
+  EXPECT_EQ(twice.first, 1) << twice.second;
+  EXPECT_NE(twice.second.find("run 'clirun' is already running"), std::string::npos) << twice.second;
 
   auto scale = orchard({"scale", "clirun", "actors=3"});
   ASSERT_EQ(scale.first, 0) << scale.second;
@@ -247,6 +251,32 @@ TEST(Orchestrator, RedisDownAndBackMidRunTheRunKeepsGoingAndMetricsResume) {
   EXPECT_EQ(run.output().find("[restart]"), std::string::npos) << run.output();  // nobody was killed for it
   EXPECT_EQ(c2.command({"HGET", "orchard:run:redisrun", "status"}).str, "finished");
   expect_no_orphans(run.output());
+}
+
+// Ctrl-C on `orchard up` before the run is up stops the run it started, in order, rather than
+// leaving it running half up.
+TEST(Orchestrator, UpInterruptedBeforeTheRunIsUpStopsIt) {
+  Dir d("upint");
+  ChildProcess up({orchard_bin("orchard"), "up", ppo_spec(d.path, "uprun", "{wall_time_s: 240}")}, home_env(d.path));
+  const fs::path entry = d.path / "home" / "runs" / "uprun.json";
+  ASSERT_TRUE(wait_until(
+      [&] {
+        try {
+          return read_json(entry).value("status", "") == "starting";
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      60000));
+  up.signal(SIGINT);
+  EXPECT_EQ(up.wait(120000), 130) << up.output();
+  EXPECT_NE(up.output().find("orchard up: interrupted; run uprun was stopped"), std::string::npos) << up.output();
+  const auto after = read_json(entry);
+  EXPECT_EQ(after.value("status", ""), "stopped") << after.dump();
+  EXPECT_NE(::kill(after.value("pid", 0), 0), 0) << "the orchestrator is still running";
+  std::ifstream in(d.path / "run" / "orchard.log");
+  std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  expect_no_orphans(log);
 }
 
 // A run shorter than every report interval still leaves each process's figures in the user's
@@ -398,6 +428,12 @@ TEST(Orchestrator, InvalidSpecsAreRefusedBeforeAnythingStarts) {
           "'}\n");
   EXPECT_EQ(r.first, 2);
   EXPECT_NE(r.second.find("already in use"), std::string::npos) << r.second;
+  // A port out of range (ZeroMQ would wrap it around).
+  r = run("name: x\nenv: {name: CartPole-v1}\nbudget: {updates: 1}\nendpoints: {replay: ['tcp://127.0.0.1:99999']}\n");
+  EXPECT_EQ(r.first, 2);
+  EXPECT_NE(r.second.find("endpoints.replay[0]: expected tcp://HOST:PORT with a port of 1-65535, got 'tcp://127.0.0.1:99999'"),
+            std::string::npos)
+      << r.second;
   // A value from --set is named as such.
   r = run("name: x\nenv: {name: CartPole-v1}\nbudget: {updates: 1}\n", {"--set", "algorithm=sac"});
   EXPECT_EQ(r.first, 2);

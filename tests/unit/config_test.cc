@@ -154,6 +154,10 @@ TEST(Config, OverridesSetNestedKeysWithYamlTypes) {
             std::string::npos);
   EXPECT_NE(error_of([&] { spec.apply_override("novalue"); }).find("expected key.path=value"), std::string::npos);
   EXPECT_NE(error_of([&] { spec.apply_override("name.sub=1"); }).find("'name' is not a map"), std::string::npos);
+  EXPECT_NE(error_of([&] { spec.apply_override("seed="); }).find("--set seed=: empty value"), std::string::npos);
+  EXPECT_NE(error_of([&] { spec.apply_override("replay..shards=3"); }).find("empty key between dots"), std::string::npos);
+  EXPECT_NE(error_of([&] { spec.apply_override(".seed=3"); }).find("empty key between dots"), std::string::npos);
+  EXPECT_EQ(spec["replay"].get_int("shards"), 4);  // none of them changed anything
 }
 
 // An error about a value that came from --set names the --set, not a line of the file (where
