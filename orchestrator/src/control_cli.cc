@@ -292,6 +292,20 @@ std::optional<EndedRun> ended_run(const std::string& run) {
   return r;
 }
 
+// The run's Redis; or, when it cannot be reached and the registry shows that the run has ended
+// (its embedded Redis stopped with it), nullptr and its ended state in *ended. Otherwise throws
+// connect_run's error.
+std::unique_ptr<core::RedisClient> connect_or_ended(const std::string& run, const std::string& redis_url,
+                                                    std::optional<EndedRun>* ended) {
+  try {
+    return connect_run(run, redis_url);
+  } catch (const Error&) {
+    if (redis_url.empty()) *ended = ended_run(run);
+    if (!*ended) throw;
+    return nullptr;
+  }
+}
+
 }  // namespace
 
 void add_control(CLI::App& app, int* exit_code) {
@@ -318,18 +332,15 @@ void add_control(CLI::App& app, int* exit_code) {
       for (const auto& r : runs) {
         auto e = read_registry(r);
         std::string st = e.value("status", "?");
-        if (run_active(st) && ::kill(e.value("pid", 0), 0) != 0) st = "dead";  // the orchestrator is gone
+        if (orchestrator_gone(r)) st = "dead";
         std::cout << std::left << std::setw(24) << r << std::setw(18) << st << std::setw(8) << e.value("algorithm", "")
                   << std::setw(22) << e.value("env", "") << e.value("run_dir", "") << "\n";
       }
       return;
     }
-    std::unique_ptr<core::RedisClient> c;
-    try {
-      c = connect_run(a->run, a->redis);
-    } catch (const Error&) {
-      auto ended = a->redis.empty() ? ended_run(a->run) : std::nullopt;
-      if (!ended) throw;
+    std::optional<EndedRun> ended;
+    auto c = connect_or_ended(a->run, a->redis, &ended);
+    if (!c) {
       std::cout << ended->view;
       return;
     }
@@ -342,12 +353,9 @@ void add_control(CLI::App& app, int* exit_code) {
   top->add_option("--interval", a->interval, "Seconds between refreshes")->check(CLI::Range(0.1, 3600.0));
   top->add_flag("--once", a->once, "Print one frame and exit");
   top->callback([a, exit_code] {
-    std::unique_ptr<core::RedisClient> c;
-    try {
-      c = connect_run(a->run, a->redis);
-    } catch (const Error&) {
-      auto ended = a->redis.empty() ? ended_run(a->run) : std::nullopt;
-      if (!ended) throw;
+    std::optional<EndedRun> ended;
+    auto c = connect_or_ended(a->run, a->redis, &ended);
+    if (!c) {
       std::cout << ended->view;  // nothing left to refresh
       return;
     }
@@ -383,12 +391,9 @@ void add_control(CLI::App& app, int* exit_code) {
   stop->add_option("--redis", a->redis, "Redis URL of the run");
   stop->add_option("--timeout", a->timeout, "Seconds to wait for the run to end")->check(CLI::Range(0.0, 86400.0));
   stop->callback([a, exit_code] {
-    std::unique_ptr<core::RedisClient> c;
-    try {
-      c = connect_run(a->run, a->redis);
-    } catch (const Error&) {
-      auto ended = a->redis.empty() ? ended_run(a->run) : std::nullopt;
-      if (!ended) throw;
+    std::optional<EndedRun> ended;
+    auto c = connect_or_ended(a->run, a->redis, &ended);
+    if (!c) {
       std::cout << "run " << a->run << " has already ended (" << ended->status << ")\n";
       return;
     }
@@ -440,14 +445,9 @@ void add_control(CLI::App& app, int* exit_code) {
     const std::string host = m[1].matched ? std::string(m[1]).substr(1) : "";
     const std::string n = m[2];
     const std::string confirm = host.empty() ? "actors" : "actors@" + host;
-    std::unique_ptr<core::RedisClient> c;
-    try {
-      c = connect_run(a->run, a->redis);
-    } catch (const Error&) {
-      auto ended = a->redis.empty() ? ended_run(a->run) : std::nullopt;
-      if (!ended) throw;
-      throw Error("run '" + a->run + "' has ended (" + ended->status + "); only a running run can be scaled");
-    }
+    std::optional<EndedRun> ended;
+    auto c = connect_or_ended(a->run, a->redis, &ended);
+    if (!c) throw Error("run '" + a->run + "' has ended (" + ended->status + "); only a running run can be scaled");
     Fields h = hgetall(*c, run_key(a->run));
     if (h.empty()) throw Error("run '" + a->run + "' is not in this Redis");
     if (!run_active(field(h, "status")) || orchestrator_gone(a->run))
