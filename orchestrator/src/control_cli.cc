@@ -281,7 +281,7 @@ std::optional<EndedRun> ended_run(const std::string& run) {
   }
   if (result.is_object()) {
     if (result.contains("eval_mean") && result["eval_mean"].is_number())
-      out << "  final evaluation mean return " << fmt_num(std::to_string(result["eval_mean"].get<double>()), 2)
+      out << "  last evaluation mean return " << fmt_num(std::to_string(result["eval_mean"].get<double>()), 2)
           << " (min " << fmt_num(std::to_string(result.value("eval_min", 0.0)), 2) << ")\n";
     out << "  " << result.value("env_steps", int64_t{0}) << " env steps, " << result.value("updates", int64_t{0})
         << " updates; checkpoint " << result.value("checkpoint", std::string("none")) << "\n";
