@@ -33,6 +33,20 @@ uint16_t free_loopback_port() {
   return ntohs(addr.sin_port);
 }
 
+bool loopback_port_in_use(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw Error(std::string("loopback_port_in_use: socket: ") + std::strerror(errno));
+  const int one = 1;  // as ZeroMQ binds: a port in TIME_WAIT is usable, a listening one is not
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  const bool in_use = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 && errno == EADDRINUSE;
+  ::close(fd);
+  return in_use;
+}
+
 bool tcp_port_open(const std::string& host, uint16_t port, int timeout_ms) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;

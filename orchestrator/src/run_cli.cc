@@ -820,7 +820,8 @@ void add_run(CLI::App& app, int* exit_code) {
       if (!seen.insert(ep).second) throw ConfigError("run spec: endpoint " + ep + " is used twice (endpoints.replay/weights/learner_sync)");
       std::smatch m;
       if (!std::regex_match(ep, m, std::regex("tcp://(127\\.0\\.0\\.1|localhost|0\\.0\\.0\\.0|\\*):([0-9]+)"))) continue;
-      if (core::tcp_port_open("127.0.0.1", static_cast<uint16_t>(std::stoi(m[2])), 200))
+      // Probed by binding, not connecting: a connection would disturb whatever listens there.
+      if (core::loopback_port_in_use(static_cast<uint16_t>(std::stoi(m[2]))))
         throw ConfigError("run spec: endpoint " + ep + ": port " + std::string(m[2]) +
                     " is already in use on this machine (leave endpoints out to have free ports picked)");
     }

@@ -11,6 +11,11 @@ namespace orchard::core {
 // another process; callers retry on EADDRINUSE.
 uint16_t free_loopback_port();
 
+// True when a socket already listens on 127.0.0.1:port (or on all addresses): binding it fails
+// with EADDRINUSE. Unlike connecting to it (tcp_port_open), this does not touch the listener,
+// which may be another program's.
+bool loopback_port_in_use(uint16_t port);
+
 // True when something accepts TCP connections on host:port within timeout_ms.
 bool tcp_port_open(const std::string& host, uint16_t port, int timeout_ms);
 
