@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "orchard/core/error.h"
@@ -33,6 +35,34 @@ std::string join(const std::vector<std::string_view>& items) {
 std::string join(const std::vector<std::string>& items) {
   std::vector<std::string_view> views(items.begin(), items.end());
   return join(views);
+}
+
+// yaml-cpp keeps both entries of a key given twice in one map and answers lookups with the
+// first; a second `lr:` further down would be ignored without a word. Refuse it instead, naming
+// both places. `budget` bounds the walk (aliases can make a small file a huge tree).
+void check_no_duplicate_keys(const YAML::Node& n, const std::string& source, const std::string& path,
+                             size_t& budget) {
+  if (budget == 0) throw ConfigError(source + ": the document is too large (over 1000000 nodes with aliases expanded)");
+  --budget;
+  if (n.IsSequence()) {
+    for (size_t i = 0; i < n.size(); ++i)
+      check_no_duplicate_keys(n[i], source, path + "[" + std::to_string(i) + "]", budget);
+  } else if (n.IsMap()) {
+    std::map<std::string, YAML::Mark> seen;
+    for (const auto& kv : n) {
+      const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
+      const std::string child = path.empty() ? key : path + "." + key;
+      if (kv.first.IsScalar()) {
+        auto [it, fresh] = seen.emplace(key, kv.first.Mark());
+        if (!fresh) {
+          const YAML::Mark m = kv.first.Mark();
+          throw ConfigError(source + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1) + ": key '" +
+                            child + "' is given twice (first at line " + std::to_string(it->second.line + 1) + ")");
+        }
+      }
+      check_no_duplicate_keys(kv.second, source, child, budget);
+    }
+  }
 }
 
 std::string scalar_text(const YAML::Node& n) {
@@ -169,10 +199,22 @@ ConfigNode ConfigNode::load_string(const std::string& text, const std::string& s
                       std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
   }
   if (!doc->root.IsDefined() || doc->root.IsNull()) doc->root = YAML::Node(YAML::NodeType::Map);
+  size_t budget = 1000000;
+  check_no_duplicate_keys(doc->root, source, "", budget);
   return ConfigNode(doc, std::make_unique<YAML::Node>(doc->root), "");
 }
 
 ConfigNode ConfigNode::load_file(const std::string& path) {
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (std::filesystem::is_directory(st)) throw ConfigError(path + ": is a directory, not a config file");
+  if (std::filesystem::exists(st) && !std::filesystem::is_regular_file(st))
+    throw ConfigError(path + ": not a regular file (a config file is YAML text)");
+  if (std::filesystem::is_regular_file(st)) {
+    const auto size = std::filesystem::file_size(path, ec);
+    if (!ec && size > (16u << 20))
+      throw ConfigError(path + ": " + std::to_string(size >> 20) + " MiB is too large for a config file (16 MiB at most)");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(path + ": cannot open config file");
   std::ostringstream ss;

@@ -47,6 +47,36 @@ bool loopback_port_in_use(uint16_t port) {
   return in_use;
 }
 
+std::string tcp_bind_problem(const std::string& host, uint16_t port) {
+  const std::string h = host == "*" ? "0.0.0.0" : host;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* res = nullptr;
+  if (int rc = ::getaddrinfo(h.c_str(), std::to_string(port).c_str(), &hints, &res); rc != 0 || !res)
+    return "cannot resolve '" + host + "'" + (rc != 0 ? std::string(": ") + ::gai_strerror(rc) : std::string());
+  std::string problem = "no usable address for '" + host + "'";
+  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) continue;
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    const int rc = ::bind(fd, ai->ai_addr, ai->ai_addrlen);
+    const int err = errno;
+    ::close(fd);
+    if (rc == 0) {
+      problem.clear();
+      break;
+    }
+    if (err == EADDRINUSE) problem = "port " + std::to_string(port) + " is already in use";
+    else if (err == EADDRNOTAVAIL) problem = host + " is not an address of this machine";
+    else problem = "cannot bind " + host + ":" + std::to_string(port) + ": " + std::strerror(err);
+  }
+  ::freeaddrinfo(res);
+  return problem;
+}
+
 bool tcp_port_open(const std::string& host, uint16_t port, int timeout_ms) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;

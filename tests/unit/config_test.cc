@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "orchard/core/config.h"
@@ -128,6 +129,31 @@ TEST(Config, SectionThatIsNotAMapIsAnError) {
 TEST(Config, MissingFileIsAClearError) {
   std::string msg = error_of([] { ConfigNode::load_file("/nonexistent/run.yaml"); });
   EXPECT_EQ(msg, "/nonexistent/run.yaml: cannot open config file");
+}
+
+TEST(Config, AKeyGivenTwiceIsRefusedWithBothLines) {
+  // yaml-cpp would answer with the first and drop the second without a word.
+  EXPECT_EQ(error_of([] { ConfigNode::load_string("a: 1\nb:\n  c: 1\n  c: 2\n", "s.yaml"); }),
+            "s.yaml:4:3: key 'b.c' is given twice (first at line 3)");
+  EXPECT_EQ(error_of([] { ConfigNode::load_string("hosts:\n  - {name: a, name: b}\n", "s.yaml"); }),
+            "s.yaml:2:15: key 'hosts[0].name' is given twice (first at line 2)");
+  EXPECT_EQ(error_of([] { ConfigNode::load_string("x: 1\nx: 1\n", "s.yaml"); }),
+            "s.yaml:2:1: key 'x' is given twice (first at line 1)");
+  // The same key in different maps is fine.
+  EXPECT_NO_THROW(ConfigNode::load_string("a: {k: 1}\nb: {k: 2}\nl: [{k: 1}, {k: 2}]\n", "s.yaml"));
+}
+
+TEST(Config, OnlyARegularFileOfSaneSizeIsLoaded) {
+  EXPECT_EQ(error_of([] { ConfigNode::load_file("/tmp"); }), "/tmp: is a directory, not a config file");
+  EXPECT_EQ(error_of([] { ConfigNode::load_file("/dev/zero"); }), "/dev/zero: not a regular file (a config file is YAML text)");
+  std::string path = ::testing::TempDir() + "orchard_config_big.yaml";
+  {
+    std::ofstream out(path);
+    out << "x: 1\n";
+  }
+  std::filesystem::resize_file(path, 17u << 20);
+  EXPECT_NE(error_of([&] { ConfigNode::load_file(path); }).find("17 MiB is too large for a config file"), std::string::npos);
+  std::remove(path.c_str());
 }
 
 TEST(Config, LoadsAFileAndReportsItsName) {

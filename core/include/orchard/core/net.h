@@ -16,6 +16,12 @@ uint16_t free_loopback_port();
 // which may be another program's.
 bool loopback_port_in_use(uint16_t port);
 
+// Why a TCP socket could not listen on host:port here, or "" when it could: binds (with
+// SO_REUSEADDR, as ZeroMQ does) and closes at once, touching no other socket. `host` is an IP
+// address, a name, or "*" / "0.0.0.0" for all addresses. Answers name the cause: "port 5555 is
+// already in use", "10.9.9.9 is not an address of this machine", "cannot resolve 'nosuch'".
+std::string tcp_bind_problem(const std::string& host, uint16_t port);
+
 // True when something accepts TCP connections on host:port within timeout_ms.
 bool tcp_port_open(const std::string& host, uint16_t port, int timeout_ms);
 
