@@ -139,7 +139,7 @@ int main(int argc, char** argv) {
   app.add_option("--steps", steps, "Vector steps to run, then exit (0: until signalled)");
   app.add_option("--model-description", o.model_description, "Refuse weights for other models");
   app.add_option("--report-s", report_s, "Seconds between progress lines (without --spec)");
-  app.add_option("--log-level", level, "trace|debug|info|warn|error");
+  auto* level_opt = app.add_option("--log-level", level, "trace|debug|info|warn|error (default: the spec's logging.level)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -168,6 +168,12 @@ int main(int argc, char** argv) {
     }
 
     RunSpec spec = RunSpec::load(spec_path, overrides);
+    {
+      orchard::core::LogOptions lo = spec.logging;  // the spec's logging: section; --log-level wins
+      lo.process = "actor-" + std::to_string(actor_id);
+      if (level_opt->count() > 0) lo.level = level;
+      orchard::core::init_logging(lo);
+    }
     if (spec.replay_endpoints.empty() || spec.weights_endpoint.empty())
       throw orchard::ConfigError(spec_path + ": endpoints.replay and endpoints.weights are required by "
                                  "orchard-actor (`orchard run` writes a resolved spec with them)");

@@ -826,7 +826,7 @@ int main(int argc, char** argv) {
   app.add_option("--rank", rank, "This learner's rank, 0..learner.count-1")->check(CLI::Range(0, 1023));
   app.add_option("--sync-address", sync_address,
                  "The address this rank's all-reduce connections use (its host's address on the ranks' network)");
-  app.add_option("--log-level", level, "trace|debug|info|warn|error");
+  auto* level_opt = app.add_option("--log-level", level, "trace|debug|info|warn|error (default: the spec's logging.level)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -836,6 +836,12 @@ int main(int argc, char** argv) {
     orchard::core::init_logging({"learner-" + std::to_string(rank), level});
     orchard::core::Shutdown::install();
     RunSpec spec = RunSpec::load(spec_path, overrides);
+    {
+      orchard::core::LogOptions lo = spec.logging;  // the spec's logging: section; --log-level wins
+      lo.process = "learner-" + std::to_string(rank);
+      if (level_opt->count() > 0) lo.level = level;
+      orchard::core::init_logging(lo);
+    }
     if (spec.replay_endpoints.empty() || spec.weights_endpoint.empty())
       throw orchard::ConfigError(spec_path + ": endpoints.replay and endpoints.weights are required by "
                                  "orchard-learner (`orchard run` writes a resolved spec with them)");

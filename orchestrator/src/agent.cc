@@ -133,7 +133,10 @@ AgentServer::AgentServer(AgentOptions options) : options_(std::move(options)), i
         proc.status = p.value("status", -1);
         if (proc.exited && !p.value("exited", false)) proc.status = -1;
         procs_[proc.run + "/" + proc.name] = proc;
-        if (!proc.exited) spdlog::info("re-attached to {}/{} (pid {})", proc.run, proc.name, proc.pid);
+        if (!proc.exited) {
+          spdlog::info("re-attached to {}/{} (pid {})", proc.run, proc.name, proc.pid);
+          contact_[proc.run] = std::chrono::steady_clock::now();  // the lease counts from this start
+        }
       }
     } catch (const std::exception& e) {
       spdlog::warn("ignoring unreadable {}/procs.json: {}", options_.state_dir, e.what());
@@ -162,6 +165,38 @@ void AgentServer::save_state() {
   fs::rename(tmp, path);
 }
 
+void AgentServer::end_orphans() {
+  if (options_.orphan_after_s <= 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  const auto lease = std::chrono::duration<double>(options_.orphan_after_s);
+  std::set<std::string> live;
+  for (const auto& [key, p] : procs_)
+    if (!p.exited) live.insert(p.run);
+  for (const auto& run : live) {
+    auto c = contact_.find(run);
+    if (c == contact_.end()) {
+      contact_[run] = now;
+      continue;
+    }
+    if (now - c->second < lease) {
+      orphan_term_.erase(run);
+      continue;
+    }
+    auto t = orphan_term_.find(run);
+    const bool first = t == orphan_term_.end();
+    // SIGKILL for what is left after min(15 s, the lease).
+    const bool kill_now = !first && now - t->second > std::min(lease, std::chrono::duration<double>(15));
+    if (!first && !kill_now) continue;
+    for (const auto& [key, p] : procs_) {
+      if (p.run != run || p.exited) continue;
+      spdlog::warn("run {}: no orchestrator has driven it here for {:.0f} s; {} {} (pid {})", run,
+                   options_.orphan_after_s, kill_now ? "killing" : "stopping", p.name, p.pid);
+      signal_tree(p.pid, kill_now ? SIGKILL : SIGTERM);
+    }
+    if (first) orphan_term_[run] = now;
+  }
+}
+
 void AgentServer::reap() {
   bool changed = false;
   for (auto& [key, p] : procs_) {
@@ -169,11 +204,13 @@ void AgentServer::reap() {
     if (p.child) {
       int status = 0;
       if (::waitpid(p.pid, &status, WNOHANG) == p.pid) {
+        kill_leftovers(p.pid);  // what it left running in its process group
         p.exited = true;
         p.status = status;
         changed = true;
       }
     } else if (process_gone(p.pid)) {
+      kill_leftovers(p.pid);
       p.exited = true;
       p.status = -1;  // not our child: the status is unknown
       changed = true;
@@ -316,7 +353,7 @@ json AgentServer::op_end_run(const json& r) {
   std::vector<pid_t> pids;
   for (const auto& [key, p] : procs_) {
     if (p.run != run || p.exited) continue;
-    ::kill(p.pid, SIGKILL);
+    signal_tree(p.pid, SIGKILL);
     pids.push_back(p.pid);
     killed.push_back({{"name", p.name}, {"pid", p.pid}});
     spdlog::warn("end of run {}: killed {} (pid {}), which was still running", run, p.name, p.pid);
@@ -340,7 +377,7 @@ json AgentServer::op_signal(const json& r) {
   if (sig != SIGTERM && sig != SIGKILL && sig != SIGINT) throw Error("field 'signal' must be 2, 9 or 15");
   auto it = procs_.find(r["run"].get<std::string>() + "/" + r["name"].get<std::string>());
   if (it == procs_.end()) throw Error("no process " + r["run"].get<std::string>() + "/" + r["name"].get<std::string>());
-  if (!it->second.exited) ::kill(it->second.pid, sig);
+  if (!it->second.exited) signal_tree(it->second.pid, sig);
   return {{"pid", it->second.pid}, {"exited", it->second.exited}};
 }
 
@@ -470,6 +507,12 @@ json AgentServer::handle(const std::string& text) {
   const std::string op = r.value("op", "");
   try {
     check_field_types(r, "");
+    // An orchestrator driving a run renews its lease (AgentOptions::orphan_after_s); a CLI
+    // reading logs or listing does not.
+    if (r.contains("run") && r["run"].is_string() &&
+        (op == "start" || op == "start_many" || op == "signal" || op == "signal_many" || op == "open_run" ||
+         op == "reset_run" || (op == "list" && r.contains("lease") && r["lease"] == true)))
+      contact_[r["run"].get<std::string>()] = std::chrono::steady_clock::now();
     reap();
     check_not_expired(op, r);
     json out;
@@ -644,6 +687,7 @@ void AgentServer::run() {
       throw;
     }
     reap();
+    end_orphans();
     release_held(false);
     if (!(item.revents & ZMQ_POLLIN)) continue;
     // [identity][empty][request] from REQ clients; anything else is dropped with a count.

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iostream>
 #include <random>
+#include <regex>
 
 #include "cli.h"
 #include "orchard/core/error.h"
@@ -40,6 +41,10 @@ void add_agent(CLI::App& app, int* exit_code) {
   cmd->add_option("--advertise", o->advertise_host, "Address other hosts reach this one at (reported by `host`)");
   cmd->add_option("--new-token", *new_token, "Write a new random token to this file (mode 0600) and exit");
   cmd->add_option("--log-level", *level, "trace|debug|info|warn|error");
+  cmd->add_option("--orphan-after-s", o->orphan_after_s,
+                  "Stop a run's processes once no orchestrator has driven the run here for this long (0: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e7));
   cmd->add_option("--clock-skew-ms", o->clock_skew_ms,
                   "Testing: act as if this host's clock were off by this many ms (deadlines still hold)")
       ->group("");  // hidden from --help
@@ -57,6 +62,13 @@ void add_agent(CLI::App& app, int* exit_code) {
       ::chmod(new_token->c_str(), 0600);
       std::cout << "wrote a new agent token to " << *new_token << "\n";
       return;
+    }
+    {
+      static const std::regex kTcp("tcp://([^:/]+):([0-9]{1,5})");
+      std::smatch m;
+      if (!std::regex_match(o->listen, m, kTcp) || std::stoi(m[2]) < 1 || std::stoi(m[2]) > 65535)
+        throw ConfigError("orchard agent: --listen: expected tcp://HOST:PORT with a port of 1-65535, got '" + o->listen +
+                          "'");
     }
     if (token_file->empty()) throw ConfigError("orchard agent: --token-file is required (orchard agent --new-token FILE makes one)");
     o->token = read_token_file(*token_file);

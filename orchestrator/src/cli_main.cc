@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <string>
 
@@ -89,6 +90,11 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const orchard::Error& e) {
     std::cerr << "orchard: " << e.what() << "\n";
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A file or directory this machine would not let Orchard make, read or write: not a bug.
+    std::cerr << "orchard: " << e.code().message() << ": " << e.path1().string()
+              << (e.path2().empty() ? "" : " -> " + e.path2().string()) << "\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "orchard: internal error: " << e.what() << "\n";

@@ -98,12 +98,6 @@ class KeyReader {
   bool active_ = false;
 };
 
-// A Redis URL for display: a password is replaced by "***" (it is in the run's registry entry).
-std::string shown_url(const std::string& url) {
-  static const std::regex with_password("(redis://[^:@/]*:)[^@/]+@(.*)");
-  return std::regex_replace(url, with_password, "$1***@$2");
-}
-
 double to_double(const std::string& s, double def) {
   try {
     return s.empty() ? def : std::stod(s);
@@ -238,7 +232,7 @@ bool orchestrator_gone(const std::string& run) {
   try {
     auto e = read_registry(run);
     const int pid = e.value("pid", 0);
-    return run_active(e.value("status", "")) && pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH;
+    return run_active(e.value("status", "")) && pid > 0 && !process_alive(pid);
   } catch (const Error&) {
     return false;
   }
@@ -389,7 +383,18 @@ void add_control(CLI::App& app, int* exit_code) {
   auto* stop = app.add_subcommand("stop", "Stop a run: actors, then the learner (final checkpoint), then the shards");
   stop->add_option("run", a->run, "Run name")->required();
   stop->add_option("--redis", a->redis, "Redis URL of the run");
-  stop->add_option("--timeout", a->timeout, "Seconds to wait for the run to end")->check(CLI::Range(0.0, 86400.0));
+  // Seconds in [0, 86400]; unlike CLI::Range, refuses "nan" too.
+  const CLI::Validator seconds(
+      [](std::string& text) -> std::string {
+        double v = -1;
+        try {
+          v = std::stod(text);
+        } catch (const std::exception&) {
+        }
+        return v >= 0 && v <= 86400 ? "" : "expected seconds in [0, 86400], got '" + text + "'";
+      },
+      "SECONDS");
+  stop->add_option("--timeout", a->timeout, "Seconds to wait for the run to end")->check(seconds);
   stop->callback([a, exit_code] {
     std::optional<EndedRun> ended;
     auto c = connect_or_ended(a->run, a->redis, &ended);
@@ -416,9 +421,14 @@ void add_control(CLI::App& app, int* exit_code) {
       try {
         st = field(hgetall(*c, run_key(a->run)), "status");
       } catch (const Error&) {
-        st = "";  // its embedded Redis went away with it
+        // Its embedded Redis went away with it: the orchestrator wrote its end to the registry.
+        try {
+          st = read_registry(a->run).value("status", std::string());
+        } catch (const Error&) {
+          st = "";
+        }
       }
-      const bool gone = pid > 0 && ::kill(pid, 0) != 0;
+      const bool gone = pid > 0 && !process_alive(pid);
       if ((!st.empty() && !run_active(st)) || gone) {
         std::cout << "\nrun " << a->run << " " << (st.empty() ? "ended" : st) << "\n";
         return;
@@ -436,7 +446,7 @@ void add_control(CLI::App& app, int* exit_code) {
   scale->add_option("assignment", a->assignment, "actors=N or actors@HOST=N (HOST: local or a host of the spec)")
       ->required();
   scale->add_option("--redis", a->redis, "Redis URL of the run");
-  scale->add_option("--timeout", a->timeout, "Seconds to wait for the orchestrator to apply it");
+  scale->add_option("--timeout", a->timeout, "Seconds to wait for the orchestrator to apply it")->check(seconds);
   scale->callback([a, exit_code] {
     std::smatch m;
     if (!std::regex_match(a->assignment, m, std::regex("actors(@[A-Za-z0-9][A-Za-z0-9_.-]{0,63})?=([0-9]{1,6})")) ||
@@ -459,13 +469,18 @@ void add_control(CLI::App& app, int* exit_code) {
       if (!spec.host(host)) throw Error("scale: run '" + a->run + "' has no host '" + host + "'");
     }
     if (!host.empty()) c->command({"HDEL", run_key(a->run), confirm});  // wait for a fresh confirmation
+    c->command({"HDEL", run_key(a->run), "refused_" + confirm});
     c->command({"HSET", run_key(a->run), "desired_" + confirm, n});
     const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(a->timeout);
     while (std::chrono::steady_clock::now() < until) {
-      if (field(hgetall(*c, run_key(a->run)), confirm) == n) {
+      const Fields now = hgetall(*c, run_key(a->run));
+      if (field(now, confirm) == n) {
         std::cout << "run " << a->run << ": " << confirm << "=" << n << "\n";
         return;
       }
+      // The orchestrator's answer to a request it will not carry out: "N: why".
+      if (const std::string why = field(now, "refused_" + confirm); !why.empty())
+        throw ConfigError("run '" + a->run + "': " + confirm + "=" + why);
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     throw Error("run '" + a->run + "': the orchestrator did not apply actors=" + n + " within " +

@@ -209,6 +209,15 @@ void EmbeddedRedis::stop() {
   pid_ = -1;
 }
 
+std::string EmbeddedRedis::reap_if_exited() {
+  if (pid_ <= 0) return "";
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG) != pid_) return "";
+  pid_ = -1;
+  return WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
+                           : "was killed by signal " + std::to_string(WTERMSIG(status));
+}
+
 std::string EmbeddedRedis::url() const { return url_for("127.0.0.1"); }
 
 std::string EmbeddedRedis::url_for(const std::string& host) const {

@@ -122,6 +122,16 @@ pid_t spawn_process(const std::vector<std::string>& argv, const SpawnOptions& op
   return pid;
 }
 
+void signal_tree(pid_t pid, int sig) {
+  if (pid <= 0) return;
+  if (::getpgid(pid) == pid && ::kill(-pid, sig) == 0) return;
+  ::kill(pid, sig);
+}
+
+void kill_leftovers(pid_t leader) {
+  if (leader > 0) ::kill(-leader, SIGKILL);  // ESRCH when the group is empty: nothing left
+}
+
 int wait_or_kill(pid_t pid, int timeout_ms) {
   auto deadline = core::Deadline::after_ms(timeout_ms);
   int status = 0;

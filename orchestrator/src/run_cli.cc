@@ -16,6 +16,8 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cctype>
+#include <cstring>
+#include <pthread.h>
 #include <chrono>
 #include <map>
 #include <filesystem>
@@ -84,6 +86,132 @@ Agents connect_agents(const RunSpec& spec) {
     if (!why.empty()) throw Error("host '" + all[i]->name() + "': " + why);
   }
   return agents;
+}
+
+// Why directory `dir` cannot be made or written here, or "" when it can: the nearest existing
+// ancestor must be a writable directory. Found before the run starts, not as a filesystem
+// exception halfway through it.
+std::string dir_problem(const std::string& dir) {
+  std::error_code ec;
+  const fs::path p = fs::absolute(dir, ec);
+  if (ec) return ec.message();
+  fs::path probe = p;
+  while (!fs::exists(probe, ec) && probe.has_parent_path() && probe.parent_path() != probe) probe = probe.parent_path();
+  if (!fs::is_directory(probe, ec)) return "'" + probe.string() + "' is not a directory";
+  // Tried, not asked (access() says yes to root, also on /proc or a read-only mount).
+  std::string tmp = (probe / ".orchard-probe-XXXXXX").string();
+  if (::mkdtemp(tmp.data()) == nullptr)
+    return "nothing can be made in '" + probe.string() + "' (" + std::strerror(errno) + ")";
+  ::rmdir(tmp.c_str());
+  return "";
+}
+
+// Why `path` is not a whole PyTorch archive (torch::save writes a zip file), or "" when it looks
+// whole: a local file header at the start and the end-of-central-directory record at the end,
+// which a truncated or overwritten file lacks. The learner reads the contents.
+std::string torch_archive_problem(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return "it cannot be read";
+  const std::streamoff size = in.tellg();
+  if (size < 22) return "it is " + std::to_string(size) + " bytes long";
+  char head[4] = {};
+  in.seekg(0);
+  in.read(head, 4);
+  if (std::string(head, 4) != std::string("PK\x03\x04", 4)) return "it is not a PyTorch archive";
+  const std::streamoff tail_len = std::min<std::streamoff>(size, 22 + 65535);  // EOCD + longest comment
+  std::string tail(static_cast<size_t>(tail_len), '\0');
+  in.seekg(size - tail_len);
+  in.read(tail.data(), tail_len);
+  if (tail.rfind(std::string("PK\x05\x06", 4)) == std::string::npos) return "the archive is cut short";
+  return "";
+}
+
+// Actors a host may run: a guard against a typo (actors=2000 for 200) starting more processes
+// than the host can schedule. Each actor is a process with its own envs and inference thread.
+constexpr int64_t kActorsPerCpu = 16;
+
+// How many actors of `total` land on `host` when actor i runs on placement[i % size].
+int64_t actors_on(const std::vector<std::string>& placement, const std::string& host, int64_t total) {
+  int64_t n = 0;
+  for (int64_t i = 0; i < total; ++i) n += placement[static_cast<size_t>(i) % placement.size()] == host;
+  return n;
+}
+
+// True when a thread of this machine may run on `cpu` (as a process pinned there would).
+bool cpu_usable_here(int cpu) {
+  bool ok = false;
+  std::thread probe([&] {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    ok = ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set) == 0;
+  });
+  probe.join();
+  return ok;
+}
+
+// Run directory, checkpoint directory, log file and CPU pins, checked where they will be used:
+// a mistake here would otherwise show only as a process failing until its restarts run out.
+void check_resources(const RunSpec& spec, Agents& agents) {
+  if (auto why = dir_problem(spec.run_dir); !why.empty())
+    throw ConfigError(spec.node()["run_dir"].where() + ": run directory '" + spec.run_dir + "' cannot be made: " + why);
+  if (spec.placement.learner == "local")
+    if (auto why = dir_problem(spec.checkpoint_dir); !why.empty())
+      throw ConfigError(spec.node()["checkpoint_dir"].where() + ": checkpoint directory '" + spec.checkpoint_dir +
+                        "' cannot be made: " + why);
+  if (!spec.logging.file.empty() && !spec.multi_host()) {
+    const fs::path f = fs::absolute(spec.logging.file);
+    std::error_code ec;
+    std::string why = fs::is_directory(f, ec) ? "it is a directory" : dir_problem(f.parent_path().string());
+    if (why.empty() && fs::exists(f, ec) && ::access(f.c_str(), W_OK) != 0) why = "it is not writable";
+    if (!why.empty())
+      throw ConfigError(spec.node()["logging"]["file"].where() + ": log file '" + spec.logging.file + "': " + why);
+  }
+  // Actors per host, within kActorsPerCpu of its CPUs.
+  std::map<std::string, int64_t> host_cpus;  // remote hosts' CPU counts, asked once
+  auto cpus_of = [&](const std::string& host) -> int64_t {
+    if (host == "local") return std::max<int64_t>(1, std::thread::hardware_concurrency());
+    if (!host_cpus.count(host)) host_cpus[host] = agents.at(host)->call({{"op", "host"}}).value("cpus", int64_t{0});
+    return host_cpus[host];
+  };
+  for (const auto& host : std::set<std::string>(spec.placement.actors.begin(), spec.placement.actors.end())) {
+    const int64_t n = actors_on(spec.placement.actors, host, spec.actors.count), cpus = cpus_of(host);
+    if (cpus > 0 && n > kActorsPerCpu * cpus)
+      throw ConfigError(spec.node()["actors"]["count"].where() + ": " + std::to_string(n) + " actors on " +
+                        (host == "local" ? std::string("this machine") : "host '" + host + "'") + ", which has " +
+                        std::to_string(cpus) + " CPUs (at most " + std::to_string(kActorsPerCpu) + " actors per CPU)");
+  }
+  // CPU pins: each id must exist on every host its processes are placed on.
+  struct Pinned {
+    const char* section;
+    const std::vector<int>* cpus;
+    std::vector<std::string> hosts;
+  };
+  auto first = [](const std::vector<std::string>& v, int64_t n) {
+    return std::vector<std::string>(v.begin(), v.begin() + std::min<int64_t>(n, static_cast<int64_t>(v.size())));
+  };
+  const std::vector<Pinned> pinned = {
+      {"replay", &spec.replay_cpus, first(spec.placement.replay, spec.replay_shards)},
+      {"learner", &spec.learner.cpus, first(spec.placement.learners, spec.learner.count)},
+      {"actors", &spec.actors.cpus, spec.placement.actors}};
+  for (const auto& p : pinned) {
+    if (p.cpus->empty()) continue;
+    for (const auto& host : p.hosts) {
+      for (int c : *p.cpus) {
+        std::string why;
+        if (host == "local") {
+          if (!cpu_usable_here(c))
+            why = "CPU " + std::to_string(c) + " cannot be used on this machine (" +
+                  std::to_string(std::thread::hardware_concurrency()) + " CPUs, ids from 0)";
+        } else {
+          const int64_t n = cpus_of(host);
+          if (n > 0 && c >= n)
+            why = "CPU " + std::to_string(c) + " is beyond host '" + host + "' (" + std::to_string(n) + " CPUs, ids from 0)";
+        }
+        if (!why.empty()) throw ConfigError(spec.node()[p.section]["cpus"].where() + ": " + why);
+      }
+    }
+  }
 }
 
 // The same request to every agent at once; any failure is an error naming the agent.
@@ -183,6 +311,13 @@ class LocalRun {
   std::unique_ptr<orchestrator::EmbeddedRedis> redis_;
   std::unique_ptr<core::RedisClient> client_;
   bool redis_down_reported_ = false;
+  std::vector<std::string> run_fields_;  // the run's Redis entry (besides status and actors)
+  std::string run_status_ = "starting";   // what the entry's status should say while running
+  double redis_back_at_ = -1e9;         // when Redis was last reachable again after an outage
+  bool redis_restart_reported_ = false;  // the embedded server could not be started again (said once)
+  void keep_embedded_redis_up();
+  std::string actor_limit_problem(const std::string& host, int64_t want);
+  std::map<std::string, int64_t> host_cpus_;  // remote hosts' CPU counts, asked when scaling
   std::unique_ptr<orchestrator::Scheduler> sched_;
   double started_ = 0, next_progress_ = 0;
   int64_t next_actor_id_ = 0;
@@ -205,6 +340,7 @@ void LocalRun::redis_call(const std::function<void(core::RedisClient&)>& f) {
     if (redis_down_reported_) {
       std::cout << "[redis] reachable again" << std::endl;
       redis_down_reported_ = false;
+      redis_back_at_ = steady_seconds();
     }
   } catch (const Error& e) {
     // The run goes on without Redis: processes buffer their metrics, we retry next tick.
@@ -282,6 +418,33 @@ orchestrator::ProcessSpec LocalRun::actor_spec(int64_t id, const std::string& ho
 // Brings the number of live actors (on `host`, or everywhere when `host` is empty) to `want`:
 // new actors are placed on `host` (or round-robin over placement.actors); the newest are
 // removed first, flushing their writers as they exit. Recorded as an event.
+// Why `want` actors (on `host`, or in all when empty) would be more than the hosts can run
+// (kActorsPerCpu), or "".
+std::string LocalRun::actor_limit_problem(const std::string& host, int64_t want) {
+  std::map<std::string, int64_t> per_host;  // the actors each host would have
+  if (host.empty()) {
+    for (const auto& h : spec_.placement.actors) per_host[h] = actors_on(spec_.placement.actors, h, want);
+  } else {
+    per_host[host] = want;
+  }
+  for (const auto& [h, n] : per_host) {
+    int64_t cpus = 0;
+    if (h == "local") {
+      cpus = std::max<int64_t>(1, std::thread::hardware_concurrency());
+    } else if (auto it = host_cpus_.find(h); it != host_cpus_.end()) {
+      cpus = it->second;
+    } else {
+      nlohmann::json reply;
+      if (agents_.count(h) && agents_.at(h)->try_call({{"op", "host"}}, &reply) && reply.value("ok", false))
+        cpus = host_cpus_[h] = reply.value("cpus", int64_t{0});
+    }
+    if (cpus > 0 && n > kActorsPerCpu * cpus)
+      return std::to_string(n) + " actors on " + (h == "local" ? std::string("the orchestrator's machine") : "host '" + h + "'") +
+             ", which has " + std::to_string(cpus) + " CPUs (at most " + std::to_string(kActorsPerCpu) + " actors per CPU)";
+  }
+  return "";
+}
+
 void LocalRun::scale_actors(core::RedisClient& c, const std::string& host, int64_t want) {
   auto on_host = [&](const orchestrator::ProcInfo& p) {
     return host.empty() || (p.spec.host.empty() ? std::string("local") : p.spec.host) == host;
@@ -306,9 +469,46 @@ void LocalRun::scale_actors(core::RedisClient& c, const std::string& host, int64
   if (!host.empty()) c.command({"HSET", run_key(spec_.name), what, std::to_string(want)});
 }
 
+// The embedded Redis is the run's: if it dies mid-run (killed, out of memory), it is started
+// again on the same port with the same password, and reloads its data (append-only file in
+// <run_dir>/redis). Processes reconnect to it as to any Redis that was down.
+void LocalRun::keep_embedded_redis_up() {
+  if (!redis_) return;
+  const std::string how = redis_->reap_if_exited();
+  if (!how.empty())
+    std::cout << "[redis] the run's redis-server (port " << redis_->port() << ") " << how << "; starting it again"
+              << std::endl;
+  if (redis_->running()) return;
+  try {
+    redis_->start();
+    redis_restart_reported_ = false;
+    redis_back_at_ = steady_seconds();
+    std::cout << "[redis] redis-server started again (pid " << redis_->pid() << ")" << std::endl;
+    redis_call([&](core::RedisClient& c) {
+      add_event(c, spec_.name, "redis", "redis", "embedded redis-server " + (how.empty() ? std::string("was down") : how) +
+                                                     "; started again");
+    });
+  } catch (const Error& e) {
+    if (!redis_restart_reported_) std::cout << "[redis] " << e.what() << " (retrying every second)" << std::endl;
+    redis_restart_reported_ = true;
+  }
+}
+
 void LocalRun::control() {
+  keep_embedded_redis_up();
   redis_call([&](core::RedisClient& c) {
     auto fields = hgetall(c, run_key(spec_.name));
+    if (field(fields, "algorithm").empty()) {
+      // The run's entry is gone (a Redis that restarted without its data, or was flushed):
+      // written again, so status/stop/scale still find the run.
+      std::vector<std::string> hset = {"HSET", run_key(spec_.name), "status", run_status_, "actors",
+                                       std::to_string(sched_->count("actor"))};
+      hset.insert(hset.end(), run_fields_.begin(), run_fields_.end());
+      c.command(hset);
+      c.command({"SADD", "orchard:runs", spec_.name});
+    } else if (field(fields, "status") != run_status_) {
+      c.command({"HSET", run_key(spec_.name), "status", run_status_});  // a write lost in an outage
+    }
     if (field(fields, "stop_requested") == "1" && !sched_->stopping()) {
       outcome_ = RunOutcome::kStopped;
       sched_->stop(RunOutcome::kStopped, "orchard stop");
@@ -325,8 +525,15 @@ void LocalRun::control() {
         } catch (const std::exception&) {
         }
         const bool known_host = host.empty() || host == "local" || spec_.host(host);
-        if (want < 0 || want > 100000 || !known_host || (host.empty() && want < 1)) {
-          add_event(c, spec_.name, "error", key, "ignored: " + value);
+        std::string refused;
+        if (want < 0 || want > 100000 || (host.empty() && want < 1)) refused = "not a valid actor count";
+        else if (!known_host) refused = "the run has no host '" + host + "'";
+        else refused = actor_limit_problem(host, want);
+        if (!refused.empty()) {
+          // The CLI waits for this answer (refused_actors[@HOST]) as for the confirmation.
+          add_event(c, spec_.name, "error", key, "refused " + value + ": " + refused);
+          c.command({"HSET", run_key(spec_.name), "refused_" + key.substr(8), value + ": " + refused});
+          std::cout << "[scale] " << key.substr(8) << "=" << value << " refused: " << refused << std::endl;
           continue;
         }
         scale_actors(c, host, want);
@@ -399,6 +606,14 @@ int LocalRun::run() {
   if (spec_.redis_url.empty()) {
     orchestrator::EmbeddedRedisOptions ro;
     ro.data_dir = fs::absolute(spec_.run_dir + "/redis").string();
+    // Append-only: a server that dies mid-run comes back with the run's streams and tables
+    // (keep_embedded_redis_up). A fresh run starts from an empty one; --resume keeps the history.
+    ro.persist = true;
+    if (!opts_.resume) {
+      std::error_code ec;
+      fs::remove_all(ro.data_dir + "/appendonlydir", ec);
+      fs::remove(ro.data_dir + "/appendonly.aof", ec);
+    }
     fs::create_directories(ro.data_dir);
     if (spec_.multi_host()) {
       // Other hosts reach this Redis: listen on the orchestrator's address too, with a password.
@@ -429,15 +644,17 @@ int LocalRun::run() {
       client_ = std::make_unique<core::RedisClient>(ro);
       client_->command({"SADD", "orchard:runs", spec_.name});
       client_->command({"DEL", run_key(spec_.name), procs_key(spec_.name)});
-      client_->command({"HSET", run_key(spec_.name), "status", "starting", "algorithm",
-                        orchestrator::algorithm_name(spec_.algorithm), "env", spec_.env.name, "run_dir",
-                        fs::absolute(spec_.run_dir).string(), "orchestrator_pid", std::to_string(::getpid()),
-                        "host", "localhost", "actors", std::to_string(spec_.actors.count), "budget_env_steps",
-                        std::to_string(spec_.budget.env_steps), "started_ms",
-                        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                           std::chrono::system_clock::now().time_since_epoch())
-                                           .count())});
-      client_->command({"HSET", run_key(spec_.name), "spec", spec_.resolved_yaml()});
+      run_fields_ = {"algorithm", orchestrator::algorithm_name(spec_.algorithm), "env", spec_.env.name, "run_dir",
+                     fs::absolute(spec_.run_dir).string(), "orchestrator_pid", std::to_string(::getpid()), "host",
+                     "localhost", "budget_env_steps", std::to_string(spec_.budget.env_steps), "started_ms",
+                     std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count()),
+                     "spec", spec_.resolved_yaml()};
+      std::vector<std::string> hset = {"HSET", run_key(spec_.name), "status", run_status_, "actors",
+                                       std::to_string(spec_.actors.count)};
+      hset.insert(hset.end(), run_fields_.begin(), run_fields_.end());
+      client_->command(hset);
     } catch (const Error& e) {
       client_.reset();
       if (redis_) redis_->stop();
@@ -472,7 +689,7 @@ int LocalRun::run() {
             << (spec_.learner.count > 1 ? " learner ranks (" + spec_.learner.sync + " all-reduce), " : " learner, ")
             << spec_.actors.count
             << " actor(s) x " << spec_.env.num_envs << " envs; run dir " << fs::absolute(spec_.run_dir).string() << "; redis "
-            << spec_.redis_url << std::endl;
+            << shown_url(spec_.redis_url) << std::endl;
 
   boost::asio::io_context io;
   orchestrator::SchedulerOptions so;
@@ -531,7 +748,8 @@ int LocalRun::run() {
   sched_->on_ready = [&] {
     ready_at = steady_seconds() - started_;
     std::cout << "all processes ready after " << fmt::format("{:.2f}", ready_at) << " s" << std::endl;
-    redis_call([&](core::RedisClient& c) { c.command({"HSET", run_key(spec_.name), "status", "running"}); });
+    run_status_ = "running";
+    redis_call([&](core::RedisClient& c) { c.command({"HSET", run_key(spec_.name), "status", run_status_}); });
     register_run("running");
   };
   bool done = false;
@@ -545,6 +763,8 @@ int LocalRun::run() {
   sched_->set_liveness_check(
       [this](const orchestrator::ProcInfo& p) {
         if (steady_seconds() - p.started_at < opts_.heartbeat_grace_s) return true;
+        // After a Redis outage, processes need a moment to reconnect and beat again.
+        if (steady_seconds() - redis_back_at_ < opts_.heartbeat_grace_s) return true;
         bool alive = true;
         try {
           alive = client_->command({"EXISTS", heartbeat_key(spec_.name, p.spec.name)}).integer == 1;
@@ -683,6 +903,7 @@ void add_run(CLI::App& app, int* exit_code) {
     bool resume = false, quiet = false;
     std::string resume_run;                  // --resume RUN
     std::vector<CLI::Option*> resume_opts;   // one per subcommand (run, up)
+    std::vector<CLI::Option*> redis_opts;    // likewise, for --redis
     int max_restarts = 5;
     double prior_learner_s = 0;              // set by prepare() for --resume
   };
@@ -690,7 +911,8 @@ void add_run(CLI::App& app, int* exit_code) {
   auto common = [args](CLI::App* cmd) {
     cmd->add_option("spec", args->spec, "Run spec (YAML); with --resume also the name of a run on this machine");
     cmd->add_option("--set", args->sets, "Override a spec key: key.path=value (repeatable)");
-    cmd->add_option("--redis", args->redis, "Redis URL (default: the spec's, else an embedded redis-server)");
+    args->redis_opts.push_back(
+        cmd->add_option("--redis", args->redis, "Redis URL (default: the spec's, else an embedded redis-server)"));
     args->resume_opts.push_back(
         cmd->add_option("--resume", args->resume_run,
                         "Continue the run from its checkpoints; --resume RUN continues run RUN with this spec "
@@ -703,6 +925,9 @@ void add_run(CLI::App& app, int* exit_code) {
   auto agents = std::make_shared<Agents>();
   auto prepare = [args, agents]() {
     for (auto* o : args->resume_opts) args->resume = args->resume || o->count() > 0;
+    for (auto* o : args->redis_opts)
+      if (o->count() > 0 && args->redis.empty())
+        throw ConfigError("--redis: the URL is empty (leave --redis out for the spec's Redis or an embedded one)");
     if (args->spec.empty()) {
       // `orchard run --resume NAME`: CLI11 gave the name to --resume.
       if (args->resume_run.empty()) throw ConfigError("run: a run spec is required (or --resume NAME)");
@@ -712,7 +937,7 @@ void add_run(CLI::App& app, int* exit_code) {
     if (!args->resume_run.empty()) {
       // `orchard run SPEC --resume RUN`: this spec, continuing RUN (its name, and its run
       // directory when this machine knows the run).
-      if (!fs::exists(args->spec)) throw Error("run spec '" + args->spec + "' does not exist");
+      if (!fs::exists(args->spec)) throw ConfigError("run spec '" + args->spec + "' does not exist");
       args->sets.push_back("name=" + args->resume_run);
       try {
         const auto entry = read_registry(args->resume_run);
@@ -726,7 +951,7 @@ void add_run(CLI::App& app, int* exit_code) {
       args->resume_run.clear();
     }
     if (!fs::exists(args->spec)) {
-      if (!args->resume) throw Error("run spec '" + args->spec + "' does not exist");
+      if (!args->resume) throw ConfigError("run spec '" + args->spec + "' does not exist");
       // `orchard run NAME --resume`: the spec and overrides the run was started with.
       auto entry = read_registry(args->spec);
       keep_external_redis(entry, args->redis);
@@ -754,7 +979,7 @@ void add_run(CLI::App& app, int* exit_code) {
       std::ifstream cmdline("/proc/" + std::to_string(pid) + "/cmdline");
       std::string argv0;
       std::getline(cmdline, argv0, '\0');
-      if ((st == "starting" || st == "running") && pid > 0 && pid != ::getpid() && ::kill(pid, 0) == 0 &&
+      if ((st == "starting" || st == "running") && pid > 0 && pid != ::getpid() && process_alive(pid) &&
           fs::path(argv0).filename() == "orchard")
         throw Error("run '" + spec.name + "' is already running (orchestrator pid " + std::to_string(pid) +
                     "); `orchard stop " + spec.name + "` first, or give this one another name (--set name=...)");
@@ -770,6 +995,7 @@ void add_run(CLI::App& app, int* exit_code) {
     }
     assign_endpoints(spec, *agents);
     spec.resolve();
+    check_resources(spec, *agents);
     std::string ckpt = spec.checkpoint_dir + "/learner.pt";
     bool has_ckpt = fs::exists(ckpt);
     if (spec.placement.learner != "local") {
@@ -783,20 +1009,41 @@ void add_run(CLI::App& app, int* exit_code) {
                   "another name (--set name=...) or run_dir to start afresh");
     if (args->resume && !has_ckpt) throw Error("--resume: run '" + spec.name + "' has no checkpoint at " + ckpt);
     if (args->resume) {
-      // A budget the checkpoint has already used up would end the run as soon as it started.
+      // The checkpoint is checked as the learner would check it, so a damaged or foreign one is
+      // refused now rather than by a learner failing until its restarts run out.
+      const bool local = spec.placement.learner == "local";
+      const std::string meta_path = local ? spec.checkpoint_dir + "/learner.json"
+                                          : "checkpoints/learner.json on host " + spec.placement.learner;
+      std::string meta_text;
+      if (local) {
+        if (!fs::exists(spec.checkpoint_dir + "/learner.json"))
+          throw Error("--resume: checkpoint '" + ckpt + "' has no metadata file '" + meta_path +
+                      "'; refusing to resume from it (move it away to start afresh)");
+        meta_text = read_file(spec.checkpoint_dir + "/learner.json");
+      } else {
+        meta_text = agents->at(spec.placement.learner)
+                        ->call({{"op", "read_file"}, {"run", spec.name}, {"path", "checkpoints/learner.json"}})
+                        .value("data", std::string("{}"));
+      }
       nlohmann::json meta;
       try {
-        if (spec.placement.learner == "local")
-          meta = nlohmann::json::parse(read_file(spec.checkpoint_dir + "/learner.json"));
-        else
-          meta = nlohmann::json::parse(agents->at(spec.placement.learner)
-                                           ->call({{"op", "read_file"}, {"run", spec.name}, {"path", "checkpoints/learner.json"}})
-                                           .value("data", std::string("{}")));
-      } catch (const std::exception&) {
-        meta = nlohmann::json::object();  // no metadata: the learner says what it finds
+        meta = nlohmann::json::parse(meta_text);
+        if (!meta.is_object()) throw Error("not a JSON object");
+      } catch (const std::exception& e) {
+        throw Error("--resume: checkpoint metadata '" + meta_path + "' is unreadable: " + e.what());
       }
-      // A checkpoint of another run is the learner's to refuse (it names the run).
-      if (meta.value("run", spec.name) != spec.name) meta = nlohmann::json::object();
+      const std::string m_run = meta.value("run", ""), m_algo = meta.value("algorithm", ""),
+                        m_env = meta.value("env", ""), m_model = meta.value("model", "");
+      const std::string algo = orchestrator::algorithm_name(spec.algorithm);
+      if (m_run != spec.name || m_algo != algo || m_env != spec.env.name || m_model != spec.model_description())
+        throw ConfigError("--resume: checkpoint '" + ckpt + "' belongs to run '" + m_run + "' (" + m_algo + " on " +
+                          m_env + ", " + m_model + "), not to this run '" + spec.name + "' (" + algo + " on " +
+                          spec.env.name + ", " + spec.model_description() + "); refusing to resume from it");
+      if (local)
+        if (auto why = torch_archive_problem(ckpt); !why.empty())
+          throw Error("--resume: checkpoint '" + ckpt + "' is damaged: " + why +
+                      "; move it away to start afresh, or restore it");
+      // A budget the checkpoint has already used up would end the run as soon as it started.
       const int64_t steps = meta.value("env_steps", int64_t{0}), updates = meta.value("updates", int64_t{0});
       const double secs = meta.value("seconds", 0.0);
       args->prior_learner_s = secs;
@@ -819,11 +1066,12 @@ void add_run(CLI::App& app, int* exit_code) {
     for (const auto& ep : spec.multi_host() ? std::vector<std::string>{} : endpoints) {
       if (!seen.insert(ep).second) throw ConfigError("run spec: endpoint " + ep + " is used twice (endpoints.replay/weights/learner_sync)");
       std::smatch m;
-      if (!std::regex_match(ep, m, std::regex("tcp://(127\\.0\\.0\\.1|localhost|0\\.0\\.0\\.0|\\*):([0-9]+)"))) continue;
+      if (!std::regex_match(ep, m, std::regex("tcp://([^:/]+):([0-9]+)"))) continue;
       // Probed by binding, not connecting: a connection would disturb whatever listens there.
-      if (core::loopback_port_in_use(static_cast<uint16_t>(std::stoi(m[2]))))
-        throw ConfigError("run spec: endpoint " + ep + ": port " + std::string(m[2]) +
-                    " is already in use on this machine (leave endpoints out to have free ports picked)");
+      const std::string problem = core::tcp_bind_problem(m[1], static_cast<uint16_t>(std::stoi(m[2])));
+      if (!problem.empty())
+        throw ConfigError("run spec: endpoint " + ep + ": " + problem +
+                          " (leave endpoints out to have free ports picked)");
     }
     return spec;
   };

@@ -1,11 +1,15 @@
 #include "run_registry.h"
 
+#include <signal.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <regex>
 
 #include "orchard/core/error.h"
 
@@ -17,6 +21,20 @@ std::string orchard_home() {
   if (const char* h = std::getenv("ORCHARD_HOME"); h && *h) return h;
   if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.orchard";
   return "/tmp/orchard-home";
+}
+
+bool process_alive(int pid) {
+  if (pid <= 0 || (::kill(pid, 0) != 0 && errno == ESRCH)) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const size_t close = line.rfind(')');
+  return !(close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z');
+}
+
+std::string shown_url(const std::string& url) {
+  static const std::regex with_password("(redis://[^:@/]*:)[^@/]+@(.*)");
+  return std::regex_replace(url, with_password, "$1***@$2");
 }
 
 std::string registry_path(const std::string& run) { return orchard_home() + "/runs/" + run + ".json"; }

@@ -25,6 +25,13 @@ std::vector<std::string> registry_runs();
 // A Redis client for `run`: `redis_url` when given, else the URL from the registry entry.
 std::unique_ptr<core::RedisClient> connect_run(const std::string& run, const std::string& redis_url);
 
+// True while process `pid` exists and has not exited (a zombie its parent has not reaped yet
+// counts as exited).
+bool process_alive(int pid);
+
+// A Redis URL for display: a password is replaced by "***" (it is in the run's registry entry).
+std::string shown_url(const std::string& url);
+
 // Redis keys (docs/redis.md).
 inline std::string run_key(const std::string& run) { return "orchard:run:" + run; }
 inline std::string procs_key(const std::string& run) { return "orchard:run:" + run + ":procs"; }

@@ -175,7 +175,8 @@ void RunSpec::parse() {
   sac.actor_lr = s.get_double("actor_lr", sd.actor_lr, 1e-12, 10);
   sac.critic_lr = s.get_double("critic_lr", sd.critic_lr, 1e-12, 10);
   sac.alpha_lr = s.get_double("alpha_lr", sd.alpha_lr, 1e-12, 10);
-  sac.batch_size = s.get_int("batch_size", sd.batch_size, 1, 65536);
+  // The learner asks a shard for 4 batches at once, and a shard answers at most 65536 items.
+  sac.batch_size = s.get_int("batch_size", sd.batch_size, 1, 16384);
   sac.learning_starts = s.get_int("learning_starts", sd.learning_starts, 1, 1'000'000'000);
   sac.random_steps = s.get_int("random_steps", sd.random_steps, 0, 1'000'000'000);
   sac.policy_frequency = s.get_int("policy_frequency", sd.policy_frequency, 1, 1000);
@@ -271,6 +272,8 @@ void RunSpec::parse() {
   }
   run_dir = r.get_string("run_dir", "runs/" + name);
   checkpoint_dir = r.get_string("checkpoint_dir", run_dir + "/checkpoints");
+  logging = core::parse_log_options(r["logging"]);
+  if (!logging.file.empty() && logging.file.front() != '/') logging.file = run_dir + "/" + logging.file;
 
   // replay: the shard options are the replay service's own (validated by ServerOptions::parse).
   core::ConfigNode rp = r["replay"];
@@ -479,6 +482,22 @@ void RunSpec::resolve() {
   observation_space = probe->spec().observation_space;
   action_space = probe->spec().action_space;
   probe.reset();
+  if (!learner.eval_options.empty()) {
+    // The learner's evaluation env: options it does not know, or spaces that differ from the
+    // training env's, would fail the learner only at its first evaluation.
+    const std::string where = node_["learner"]["eval_options"].where();
+    std::unique_ptr<envs::Env> eval;
+    try {
+      eval = registry.make(env.name, envs::EnvOptions::parse(eval_env_options()));
+    } catch (const Error& err) {
+      throw ConfigError(where + ": " + err.what());
+    }
+    if (eval->spec().observation_space.to_string() != observation_space.to_string() ||
+        eval->spec().action_space.to_string() != action_space.to_string())
+      throw ConfigError(where + ": the evaluation env observes " + eval->spec().observation_space.to_string() +
+                        " and acts in " + eval->spec().action_space.to_string() + "; the training env: " +
+                        observation_space.to_string() + " and " + action_space.to_string());
+  }
 
   const std::string algo = algorithm_name(algorithm);
   const bool float_obs = observation_space.kind == envs::SpaceKind::kBox && observation_space.dtype == core::DType::kFloat32;
@@ -510,6 +529,10 @@ void RunSpec::resolve() {
                       {"value", core::DType::kFloat32, {T}},
                       {"bootstrap_obs", core::DType::kFloat32, {obs_dim}}};
     const int64_t batch = ppo_segments_per_update();
+    if (batch > 65536)  // one sample request per update; a shard answers at most 65536 items
+      throw ConfigError((ppo.segments_per_update > 0 ? node_["ppo"]["segments_per_update"].where()
+                                                     : node_.source() + ": ppo.segments_per_update (actors.count x env.num_envs)") +
+                        ": " + std::to_string(batch) + " segments per update is above the replay's 65536-item batch");
     if ((batch * T) % ppo.num_minibatches != 0)
       throw ConfigError(node_.source() + ": ppo: a batch of " + std::to_string(batch) + " segments x " +
                         std::to_string(T) + " steps = " + std::to_string(batch * T) +

@@ -160,9 +160,10 @@ Scheduler::~Scheduler() {
       send_signal(p, SIGKILL);
       continue;
     }
-    ::kill(p.pid, SIGKILL);
+    signal_tree(p.pid, SIGKILL);
     int status;
     ::waitpid(p.pid, &status, 0);
+    kill_leftovers(p.pid);
     p.pid = -1;
   }
   try {
@@ -188,7 +189,7 @@ void Scheduler::adopt(const std::string& name, pid_t pid) {
 void Scheduler::send_signal(ProcInfo& p, int sig) {
   if (p.pid <= 0) return;
   if (p.spec.host.empty()) {
-    ::kill(p.pid, sig);
+    signal_tree(p.pid, sig);
     return;
   }
   // Remote: queued, and sent by flush_signals() with one signal_many request per agent when the
@@ -254,7 +255,8 @@ void Scheduler::poll_agents() {
     if (!any) continue;
     hosts.push_back(host);
     asked.push_back(agent.get());
-    nlohmann::json request = {{"op", "list"}, {"run", options_.run}};
+    // "lease": this poll keeps the run's processes on that host from being ended as orphans.
+    nlohmann::json request = {{"op", "list"}, {"run", options_.run}, {"lease", true}};
     if (!reads.empty()) request["reads"] = reads;
     requests.push_back(std::move(request));
   }
@@ -604,7 +606,10 @@ void Scheduler::on_sigchld() {
     if (p.pid <= 0 || !p.spec.host.empty()) continue;
     int status = 0;
     pid_t r = ::waitpid(p.pid, &status, WNOHANG);
-    if (r == p.pid) handle_exit(p, status);
+    if (r == p.pid) {
+      kill_leftovers(p.pid);  // children it left in its process group
+      handle_exit(p, status);
+    }
   }
   flush_signals();  // a gang member's exit stops the others, remote ones among them
   if (phase_ != Phase::kDone) {

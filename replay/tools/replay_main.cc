@@ -28,8 +28,8 @@ int main(int argc, char** argv) {
   app.add_option("--checkpoint-dir", checkpoint_dir, "Overrides replay.checkpoint_dir");
   app.add_option("--name", name, "Process name (default replay-<index>)");
   app.add_option("--set", overrides, "Override a spec key: key.path=value (repeatable)");
-  app.add_option("--log-level", level, "trace|debug|info|warn|error");
-  app.add_flag("--json-logs", json, "Log JSON lines");
+  auto* level_opt = app.add_option("--log-level", level, "trace|debug|info|warn|error (default: the spec's logging.level)");
+  auto* json_opt = app.add_flag("--json-logs", json, "Log JSON lines (default: the spec's logging.json)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -41,6 +41,20 @@ int main(int argc, char** argv) {
     orchard::core::Shutdown::install();
     auto spec = orchard::core::ConfigNode::load_file(config);
     for (const auto& o : overrides) spec.apply_override(o);
+    {
+      // The spec's logging: section (a relative file is under its run_dir, as RunSpec takes it);
+      // --log-level and --json-logs win.
+      orchard::core::LogOptions lo = orchard::core::parse_log_options(spec["logging"], {name, level, json, "", true});
+      if (!lo.file.empty() && lo.file.front() != '/') {
+        const std::string run_dir = spec["run_dir"].defined() ? spec.get_string("run_dir")
+                                    : spec["name"].defined() ? "runs/" + spec.get_string("name")
+                                                             : ".";
+        lo.file = run_dir + "/" + lo.file;
+      }
+      if (level_opt->count() > 0) lo.level = level;
+      if (json_opt->count() > 0) lo.json = json;
+      orchard::core::init_logging(lo);
+    }
     auto options = orchard::replay::ServerOptions::parse(spec["replay"]);
     options.bind = bind;
     std::vector<std::string> options_tables;

@@ -224,6 +224,17 @@ TEST(Agent, RefusesWrongTokensAndBadRequestsAndKeepsServing) {
                       "--state-dir", (d.path / "state").string()});
   ASSERT_TRUE(agent.wait_for_output("ready", 20000)) << agent.output();
 
+  // Command-line mistakes: exit 2, named.
+  ChildProcess port({orchard_bin("orchard"), "agent", "--listen", "tcp://0.0.0.0:99999", "--token-file",
+                     (d.path / "token").string()});
+  EXPECT_EQ(port.wait(10000), 2);
+  EXPECT_NE(port.output().find("--listen: expected tcp://HOST:PORT with a port of 1-65535, got 'tcp://0.0.0.0:99999'"),
+            std::string::npos)
+      << port.output();
+  ChildProcess lease({orchard_bin("orchard"), "agent", "--orphan-after-s", "-1", "--token-file", (d.path / "token").string()});
+  EXPECT_EQ(lease.wait(10000), 2);
+  EXPECT_NE(lease.output().find("--orphan-after-s"), std::string::npos) << lease.output();
+
   AgentClient wrong("x", ep, "not-the-right-token-at-all");
   try {
     wrong.call({{"op", "ping"}});
@@ -852,6 +863,80 @@ TEST(Agent, EpochsEndRunAndDeadlinesRefuseStaleRequestsAcrossAgentRestarts) {
   EXPECT_EQ(agent->wait(10000), 0);
 }
 
+// A run no orchestrator drives any more (it died; or its end_run was missed while the agent was
+// down) does not keep its processes for ever: after --orphan-after-s without a start, signal or
+// leased poll, the agent stops them (SIGTERM, then SIGKILL), also after the agent restarted.
+TEST(Agent, ARunNoOrchestratorDrivesIsStoppedOnceItsLeaseRunsOut) {
+  Dir d("lease");
+  const std::string ep = "tcp://127.0.0.1:" + std::to_string(orchard::core::free_loopback_port());
+  auto start_agent_here = [&] {
+    auto a = std::make_unique<ChildProcess>(std::vector<std::string>{
+        orchard_bin("orchard"), "agent", "--listen", ep, "--token-file", (d.path / "token").string(), "--state-dir",
+        (d.path / "state").string(), "--orphan-after-s", "2"});
+    EXPECT_TRUE(a->wait_for_output("ready", 20000)) << a->output();
+    return a;
+  };
+  // Gone, or a zombie its new parent has not reaped yet.
+  auto gone = [](int pid) {
+    if (::kill(pid, 0) != 0) return true;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    return !std::getline(stat, line) || line.substr(line.rfind(')') + 2, 1) == "Z";
+  };
+  auto agent = start_agent_here();
+  AgentClient c("h", ep, kToken, "", 3000);
+  c.call({{"op", "reset_run"}, {"run", "orph"}, {"epoch", "e1"}});
+  nlohmann::json starts = nlohmann::json::array();
+  starts.push_back({{"name", "polite"}, {"argv", {"/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.05; done"}}});
+  starts.push_back({{"name", "stubborn"}, {"argv", {"/bin/sh", "-c", "trap '' TERM; while true; do sleep 0.05; done"}}});
+  auto started = c.call({{"op", "start_many"}, {"run", "orph"}, {"epoch", "e1"}, {"starts", starts}})["started"];
+  const int polite = started[0].value("pid", -1), stubborn = started[1].value("pid", -1);
+  ASSERT_GT(polite, 0);
+  ASSERT_GT(stubborn, 0);
+  // Leased polls (as the scheduler's) keep the run going well past the lease.
+  for (int i = 0; i < 8; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    c.call({{"op", "list"}, {"run", "orph"}, {"lease", true}});
+  }
+  const auto last_contact = std::chrono::steady_clock::now();
+  EXPECT_FALSE(gone(polite));
+  EXPECT_FALSE(gone(stubborn));
+  // Reading it (as `orchard logs` does) is not driving it: the lease runs out.
+  auto wait_gone = [&](int pid) {
+    for (int i = 0; i < 200 && !gone(pid); ++i) {
+      c.call({{"op", "list"}, {"run", "orph"}});
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return gone(pid);
+  };
+  EXPECT_TRUE(wait_gone(polite));
+  EXPECT_GE(std::chrono::steady_clock::now() - last_contact, std::chrono::milliseconds(1800));
+  EXPECT_TRUE(wait_gone(stubborn));  // SIGKILL, min(15 s, the lease) after the SIGTERM
+  auto listed = c.call({{"op", "list"}, {"run", "orph"}})["procs"];
+  ASSERT_EQ(listed.size(), 2u) << listed.dump();
+  for (const auto& p : listed) EXPECT_FALSE(p.value("running", true)) << listed.dump();
+  EXPECT_TRUE(agent->wait_for_output("no orchestrator has driven it here", 5000)) << agent->output();
+
+  // An agent killed outright and started again: the re-attached process gets the lease anew from
+  // the agent's start, and is stopped when nothing drives the run.
+  c.call({{"op", "reset_run"}, {"run", "orph2"}, {"epoch", "e1"}});
+  nlohmann::json one = nlohmann::json::array();
+  one.push_back(starts[0]);
+  const int kept = c.call({{"op", "start_many"}, {"run", "orph2"}, {"epoch", "e1"}, {"starts", one}})["started"][0].value("pid", -1);
+  ASSERT_GT(kept, 0);
+  agent->signal(SIGKILL);
+  agent->wait(5000);
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // longer than the lease, with no agent
+  EXPECT_FALSE(gone(kept));
+  agent = start_agent_here();
+  EXPECT_NE(agent->output().find("re-attached to orph2/polite"), std::string::npos) << agent->output();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_FALSE(gone(kept));  // not at once: the lease counts from the agent's start
+  EXPECT_TRUE(wait_gone(kept));
+  agent->signal(SIGTERM);
+  EXPECT_EQ(agent->wait(10000), 0);
+}
+
 // start_many with wait_ready_ms: the agent holds the answer until the processes it started are
 // ready (or have exited, or the wait or the request's deadline is over), with their output, and
 // serves other requests meanwhile.
@@ -962,6 +1047,12 @@ TEST(Agent, RunAcrossTwoHostsInNetworkNamespaces) {
   EXPECT_TRUE(std::regex_search(out, std::regex("\\[start\\] learner-0: pid \\d+ on a"))) << out;
   EXPECT_TRUE(std::regex_search(out, std::regex("\\[start\\] actor-0: pid \\d+ on b"))) << out;
   EXPECT_TRUE(std::regex_search(out, std::regex("\\[start\\] actor-1: pid \\d+\\n"))) << out;  // local
+  // The embedded Redis's generated password is in the registry entry, not on the screen.
+  std::ifstream entry(d.path / "home" / "runs" / "twohost.json");
+  const std::string password = nlohmann::json::parse(entry).value("embedded_redis_password", std::string());
+  ASSERT_FALSE(password.empty());
+  EXPECT_EQ(out.find(password), std::string::npos) << out;
+  EXPECT_NE(out.find("; redis redis://:***@"), std::string::npos) << out;
   std::ifstream in(d.path / "run" / "result.json");  // fetched from host a
   ASSERT_TRUE(in) << out;
   auto result = nlohmann::json::parse(in);

@@ -11,6 +11,7 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -288,10 +289,22 @@ TEST(Orchestrator, AShortRunLeavesEveryStreamAndItsEndInTheUsersRedis) {
   std::ofstream(d.path / "spec.yaml") << "name: shortrun\nseed: 3\nenv: {name: CartPole-v1, num_envs: 4}\n"
                                       << "ppo: {segment_length: 32}\nlearner: {report_every_s: 60}\n"
                                       << "actors: {count: 1, report_every_s: 60}\nbudget: {updates: 3, wall_time_s: 120}\n"
+                                      << "logging: {json: true, file: all.log}\n"
                                       << "run_dir: " << (d.path / "run").string() << "\n";
   ChildProcess run({orchard_bin("orchard"), "run", (d.path / "spec.yaml").string(), "--redis", redis.url()},
                    home_env(d.path));
   ASSERT_EQ(run.wait(120000), 0) << run.output();
+  // The spec's logging section reached every process: JSON lines in each log, and all of them in
+  // the shared file (relative to run_dir).
+  auto text = [](const fs::path& p) {
+    std::ifstream in(p);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  EXPECT_NE(text(d.path / "run" / "logs" / "learner-0.log").find("\"level\":\"info\",\"proc\":\"learner-0\""),
+            std::string::npos);
+  const std::string all = text(d.path / "run" / "all.log");
+  for (const char* proc : {"learner-0", "actor-0", "replay-0"})
+    EXPECT_NE(all.find(std::string("\"proc\":\"") + proc + "\""), std::string::npos) << proc << "\n" << all;
   orchard::core::RedisClient c(orchard::core::RedisOptions::from_url(redis.url()));
   auto entries = [&](const std::string& stream) { return c.command({"XRANGE", stream, "-", "+"}).elements; };
   auto has = [](const orchard::core::RedisReply& entry, const std::string& name, const std::string& value = "") {
@@ -323,6 +336,49 @@ TEST(Orchestrator, AShortRunLeavesEveryStreamAndItsEndInTheUsersRedis) {
   EXPECT_NE(status.output().find("ended: updates (exit 0)"), std::string::npos) << status.output();
   EXPECT_NE(status.output().find("replay    replay-0 table segments size"), std::string::npos) << status.output();
   EXPECT_NE(status.output().find("redis " + redis.url()), std::string::npos) << status.output();
+  expect_no_orphans(run.output());
+}
+
+// The embedded Redis is the run's own: killed mid-run, it is started again on its port with its
+// data (append-only file), so `orchard status` still shows the run's history and `orchard stop`
+// still reaches it.
+TEST(Orchestrator, AKilledEmbeddedRedisIsStartedAgainWithTheRunsData) {
+  Dir d("redisback");
+  std::ofstream(d.path / "spec.yaml") << "name: redisback\nenv: {name: CartPole-v1, num_envs: 4}\n"
+                                      << "ppo: {segment_length: 32}\nactors: {count: 1, report_every_s: 1}\n"
+                                      << "learner: {report_every_s: 1}\nbudget: {wall_time_s: 300}\n"
+                                      << "run_dir: " << (d.path / "run").string() << "\n";
+  ChildProcess run({orchard_bin("orchard"), "run", (d.path / "spec.yaml").string()}, home_env(d.path));
+  ASSERT_TRUE(run.wait_for_output("all processes ready", 60000)) << run.output();
+  // The orchestrator's redis-server child.
+  pid_t redis_pid = -1;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line) || line.find("(redis-server)") == std::string::npos) continue;
+    std::istringstream rest(line.substr(line.rfind(')') + 2));
+    char state;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == run.pid()) redis_pid = std::stoi(e.path().filename().string());
+  }
+  ASSERT_GT(redis_pid, 0) << "no redis-server child of the orchestrator";
+  ASSERT_EQ(::kill(redis_pid, SIGKILL), 0);
+  ASSERT_TRUE(run.wait_for_output("[redis] redis-server started again", 30000)) << run.output();
+  EXPECT_NE(run.output().find("was killed by signal 9; starting it again"), std::string::npos) << run.output();
+  // The history from before the kill is there, and the run carries on reporting.
+  ChildProcess status({orchard_bin("orchard"), "status", "redisback"}, home_env(d.path));
+  ASSERT_EQ(status.wait(30000), 0) << status.output();
+  EXPECT_NE(status.output().find("status running"), std::string::npos) << status.output();
+  EXPECT_NE(status.output().find("[ready] actor-0"), std::string::npos) << status.output();
+  EXPECT_NE(status.output().find("embedded redis-server was killed by signal 9; started again"), std::string::npos)
+      << status.output();
+  ChildProcess stop({orchard_bin("orchard"), "stop", "redisback"}, home_env(d.path));
+  EXPECT_EQ(stop.wait(60000), 0) << stop.output();
+  run.wait_for_output("run redisback stopped", 5000);
+  EXPECT_NE(run.output().find("run redisback stopped"), std::string::npos) << run.output();
+  EXPECT_EQ(run.wait(120000), 130) << run.output();
+  EXPECT_EQ(run.output().find("[hung]"), std::string::npos) << run.output();  // heartbeats were not held against them
   expect_no_orphans(run.output());
 }
 
@@ -444,6 +500,53 @@ TEST(Orchestrator, InvalidSpecsAreRefusedBeforeAnythingStarts) {
   EXPECT_EQ(r.first, 1);
   EXPECT_NE(r.second.find("cannot reach Redis"), std::string::npos) << r.second;
   EXPECT_FALSE(fs::exists(d.path / "run")) << "the refused run left its directory behind";
+}
+
+// Mistakes that a process used to find only once started (it then failed until its restarts ran
+// out) are refused by `orchard run` first, naming the key: exit 2, nothing started.
+TEST(Orchestrator, MistakesAProcessWouldFindAreRefusedBeforeItStarts) {
+  Dir d("upfront");
+  const std::string base = "name: x\nenv: {name: CartPole-v1, num_envs: 4}\nbudget: {updates: 1}\n";
+  std::ofstream(d.path / "x.yaml") << base << "run_dir: " << (d.path / "run").string() << "\n";
+  auto run = [&](std::vector<std::string> extra, const std::string& spec = "") {
+    std::vector<std::string> argv = {orchard_bin("orchard"), "run", spec.empty() ? (d.path / "x.yaml").string() : spec};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    ChildProcess p(argv, home_env(d.path));
+    const int code = p.wait(60000);
+    EXPECT_FALSE(fs::exists(d.path / "run" / "logs")) << p.output();
+    return std::make_pair(code, p.output());
+  };
+  auto expect_refused = [&](const std::pair<int, std::string>& r, const std::string& says) {
+    EXPECT_EQ(r.first, 2) << r.second;
+    EXPECT_NE(r.second.find(says), std::string::npos) << r.second;
+  };
+  expect_refused(run({"--set", "learner.eval_options.no_such_option=1"}),
+                 "learner.eval_options: CartPole-v1: unknown option 'no_such_option'");
+  expect_refused(run({"--set", "actors.cpus=[1023]"}), "actors.cpus: CPU 1023 cannot be used on this machine");
+  expect_refused(run({"--set", "ppo.segments_per_update=70000"}),
+                 "ppo.segments_per_update: 70000 segments per update is above the replay's 65536-item batch");
+  expect_refused(run({"--set", "sac.batch_size=20000", "--set", "algorithm=sac"}), "sac.batch_size: expected an integer in [1, 16384]");
+  std::ofstream(d.path / "a-file") << "x";
+  expect_refused(run({"--set", "checkpoint_dir=" + (d.path / "a-file" / "ckpt").string()}),
+                 "checkpoint directory '" + (d.path / "a-file" / "ckpt").string() + "' cannot be made: '" +
+                     (d.path / "a-file").string() + "' is not a directory");
+  expect_refused(run({"--set", "run_dir=/proc/orchard-test/run"}),
+                 "run_dir: run directory '/proc/orchard-test/run' cannot be made: nothing can be made in '/proc'");
+  expect_refused(run({"--set", "endpoints.replay=['tcp://192.0.2.7:5555']", "--set",
+                      "endpoints.weights=tcp://127.0.0.1:" + std::to_string(orchard::core::free_loopback_port())}),
+                 "endpoint tcp://192.0.2.7:5555: 192.0.2.7 is not an address of this machine");
+  expect_refused(run({"--set", "logging.level=loud"}), "logging.level: expected one of trace");
+  expect_refused(run({"--set", "logging.file=/proc/orchard-test.log"}), "logging.file: log file '/proc/orchard-test.log'");
+  const int too_many = 16 * static_cast<int>(std::thread::hardware_concurrency()) + 1;
+  expect_refused(run({"--set", "actors.count=" + std::to_string(too_many)}),
+                 "actors.count: " + std::to_string(too_many) + " actors on this machine");
+  expect_refused(run({"--redis", ""}), "--redis: the URL is empty");
+  // Specs that are not YAML files, or give a key twice.
+  expect_refused(run({}, d.path.string()), "is a directory, not a config file");
+  expect_refused(run({}, "/dev/zero"), "/dev/zero: not a regular file");
+  std::ofstream(d.path / "twice.yaml") << base << "ppo:\n  lr: 0.001\n  lr: 0.1\n";
+  expect_refused(run({}, (d.path / "twice.yaml").string()), "twice.yaml:6:3: key 'ppo.lr' is given twice (first at line 5)");
+  expect_refused(run({}, (d.path / "none.yaml").string()), "run spec '" + (d.path / "none.yaml").string() + "' does not exist");
 }
 
 TEST(Orchestrator, PinsAndSetsTheEnvironmentOfProcessesStopsOnSigintAndResumesByName) {

@@ -134,10 +134,17 @@ TEST(Run, CheckpointOfAnotherRunOrACorruptOneIsRefused) {
   };
   ChildProcess first({orchard_bin("orchard"), "run", spec("alpha")}, kEnv);
   ASSERT_EQ(first.wait(120000), 0) << first.output();
-  // Same directory, another run: the learner refuses the checkpoint and the run fails.
+  // Same directory, another run: refused before anything starts, as the learner would refuse it.
   ChildProcess other({orchard_bin("orchard"), "run", spec("beta"), "--resume", "--max-restarts", "0"}, kEnv);
-  EXPECT_NE(other.wait(120000), 0);
+  EXPECT_EQ(other.wait(120000), 2);
   EXPECT_NE(other.output().find("belongs to run 'alpha'"), std::string::npos) << other.output();
+  EXPECT_EQ(other.output().find("ready"), std::string::npos) << other.output();  // nothing was started
+  // Another model for the same run (wider layers): refused the same way, naming both models.
+  ChildProcess wider({orchard_bin("orchard"), "run", spec("alpha"), "--resume", "--set", "ppo.hidden=[32, 32]",
+                      "--set", "budget.updates=6"},
+                     kEnv);
+  EXPECT_EQ(wider.wait(120000), 2);
+  EXPECT_NE(wider.output().find("hidden [32, 32]"), std::string::npos) << wider.output();
   // Without --resume an existing checkpoint is never silently replaced.
   ChildProcess again({orchard_bin("orchard"), "run", spec("alpha")}, kEnv);
   EXPECT_EQ(again.wait(60000), 1);
@@ -147,7 +154,13 @@ TEST(Run, CheckpointOfAnotherRunOrACorruptOneIsRefused) {
   ChildProcess torn({orchard_bin("orchard"), "run", spec("alpha"), "--resume", "--max-restarts", "0", "--set",
                      "budget.updates=6"},
                     kEnv);
-  EXPECT_NE(torn.wait(120000), 0);
-  EXPECT_NE(torn.output().find("learner.pt"), std::string::npos) << torn.output();
+  EXPECT_EQ(torn.wait(120000), 1);
+  EXPECT_NE(torn.output().find("learner.pt' is damaged: the archive is cut short"), std::string::npos) << torn.output();
+  EXPECT_EQ(torn.output().find("ready"), std::string::npos) << torn.output();
+  // Unreadable metadata: named, before anything starts.
+  std::ofstream(dir / "run" / "checkpoints" / "learner.json", std::ios::trunc) << "{\"run\": ";
+  ChildProcess garbled({orchard_bin("orchard"), "run", spec("alpha"), "--resume", "--set", "budget.updates=6"}, kEnv);
+  EXPECT_EQ(garbled.wait(120000), 1);
+  EXPECT_NE(garbled.output().find("learner.json' is unreadable"), std::string::npos) << garbled.output();
   fs::remove_all(dir);
 }

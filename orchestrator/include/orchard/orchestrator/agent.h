@@ -54,6 +54,12 @@ struct AgentOptions {
   // Added to this host's wall clock wherever the agent reads it for the protocol (now_ms,
   // deadlines): fault injection, so tests can show hosts whose clocks disagree by minutes.
   int64_t clock_skew_ms = 0;
+  // A run's processes outlive its orchestrator for this long (seconds; 0: for ever): when no
+  // orchestrator has driven the run here for that time (starts, signals, open_run, or the
+  // scheduler's polls, which carry "lease": true), the agent stops them (SIGTERM, then SIGKILL after
+  // min(15 s, this)), so an orchestrator that died, or an end_run missed while this agent was down, does
+  // not leave them running. A restarted agent counts from its start.
+  double orphan_after_s = 600;
 };
 
 class AgentServer {
@@ -97,6 +103,8 @@ class AgentServer {
   nlohmann::json op_host();
   void reap();
   void save_state();
+  // Stops the processes of runs no orchestrator has driven for orphan_after_s (see AgentOptions).
+  void end_orphans();
   // Held start_many replies (wait_ready_ms): see run().
   bool started_and_settled(const std::string& run, const nlohmann::json& reads);
   void release_held(bool all);
@@ -115,6 +123,8 @@ class AgentServer {
     bool ended = false;
   };
   std::map<std::string, RunState> runs_;
+  // Per run: when an orchestrator last drove it here, and when its orphans were sent SIGTERM.
+  std::map<std::string, std::chrono::steady_clock::time_point> contact_, orphan_term_;
   std::atomic<bool> stop_{false};
   uint64_t rejected_ = 0;
 };

@@ -39,6 +39,11 @@ class EmbeddedRedis {
   // SIGTERM, then SIGKILL if the process has not exited within 5 s; reaps it. Idempotent.
   void stop();
 
+  // When the server has exited on its own (killed, crashed), reaps it and says how ("was killed
+  // by signal 9"); "" while it runs or after stop(). running() is false afterwards, and start()
+  // brings it back on the same port (with persist, with its data).
+  std::string reap_if_exited();
+
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
   uint16_t port() const { return port_; }

@@ -36,6 +36,16 @@ struct SpawnOptions {
 // handlers before unblocking them. Throws orchard::Error naming the program when it cannot start.
 pid_t spawn_process(const std::vector<std::string>& argv, const SpawnOptions& options = {});
 
+// Sends `sig` to the process and everything in its process group when it leads one (started
+// with new_process_group): a shell or a simulator's children go with it. Otherwise to the
+// process alone.
+void signal_tree(pid_t pid, int sig);
+
+// After a group leader (started with new_process_group) has exited: SIGKILL whatever of its
+// group is still running (children it left behind), so nothing of a run outlives it. A pid
+// cannot be reused while a group of that id has members, so this reaches only that group.
+void kill_leftovers(pid_t leader);
+
 // Waits up to timeout_ms for `pid` to exit; then SIGKILLs it and reaps it. Returns the raw wait
 // status (or -1 if it could not be reaped).
 int wait_or_kill(pid_t pid, int timeout_ms);

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "orchard/core/config.h"
+#include "orchard/core/logging.h"
 #include "orchard/core/tensor.h"
 #include "orchard/envs/env.h"
 #include "orchard/envs/space.h"
@@ -159,6 +160,9 @@ class RunSpec {
   std::string redis_url;              // empty: no Redis (orchard run starts its own)
   std::string run_dir;                // default runs/<name>
   std::string checkpoint_dir;         // default <run_dir>/checkpoints
+  // `logging:` (level, json, file) for every process of the run; a relative file is under
+  // run_dir. `process` is left for each process to fill in.
+  core::LogOptions logging;
   std::vector<HostSpec> hosts;
   PlacementSpec placement;
   std::string orchestrator_address;   // where other hosts reach this machine (Redis); needed with hosts
