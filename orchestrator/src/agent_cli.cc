@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "orchard/core/error.h"
 #include "orchard/core/logging.h"
+#include "orchard/core/net.h"
 #include "orchard/core/shutdown.h"
 #include "orchard/orchestrator/agent.h"
 
@@ -69,6 +70,10 @@ void add_agent(CLI::App& app, int* exit_code) {
       if (!std::regex_match(o->listen, m, kTcp) || std::stoi(m[2]) < 1 || std::stoi(m[2]) > 65535)
         throw ConfigError("orchard agent: --listen: expected tcp://HOST:PORT with a port of 1-65535, got '" + o->listen +
                           "'");
+      // An address this machine does not have, or a port in use: said before anything else.
+      if (new_token->empty())
+        if (const auto why = core::tcp_bind_problem(m[1], static_cast<uint16_t>(std::stoi(m[2]))); !why.empty())
+          throw ConfigError("orchard agent: --listen " + o->listen + ": " + why);
     }
     if (token_file->empty()) throw ConfigError("orchard agent: --token-file is required (orchard agent --new-token FILE makes one)");
     o->token = read_token_file(*token_file);

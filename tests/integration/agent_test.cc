@@ -231,6 +231,15 @@ TEST(Agent, RefusesWrongTokensAndBadRequestsAndKeepsServing) {
   EXPECT_NE(port.output().find("--listen: expected tcp://HOST:PORT with a port of 1-65535, got 'tcp://0.0.0.0:99999'"),
             std::string::npos)
       << port.output();
+  ChildProcess elsewhere({orchard_bin("orchard"), "agent", "--listen", "tcp://192.0.2.7:7070", "--token-file",
+                          (d.path / "token").string()});
+  EXPECT_EQ(elsewhere.wait(10000), 2);
+  EXPECT_NE(elsewhere.output().find("--listen tcp://192.0.2.7:7070: 192.0.2.7 is not an address of this machine"),
+            std::string::npos)
+      << elsewhere.output();
+  ChildProcess taken({orchard_bin("orchard"), "agent", "--listen", ep, "--token-file", (d.path / "token").string()});
+  EXPECT_EQ(taken.wait(10000), 2);
+  EXPECT_NE(taken.output().find("is already in use"), std::string::npos) << taken.output();
   ChildProcess lease({orchard_bin("orchard"), "agent", "--orphan-after-s", "-1", "--token-file", (d.path / "token").string()});
   EXPECT_EQ(lease.wait(10000), 2);
   EXPECT_NE(lease.output().find("--orphan-after-s"), std::string::npos) << lease.output();
