@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "orchard/core/error.h"
+#include "orchard/core/logging.h"
 #include "orchard/core/version.h"
 #include "orchard/core/wire.h"
 #include "orchard/orchestrator/doctor.h"
@@ -30,6 +31,9 @@ int main(int argc, char** argv) {
   // recorded: writes then fail quietly and the run goes on (`orchard status` follows it).
   // Children get the default action back (spawn_process).
   ::signal(SIGPIPE, SIG_IGN);
+  // The CLI's own warnings (a Redis reconnect, say) in the line format every Orchard process
+  // uses; `orchard run` applies the spec's logging level, `orchard agent` its --log-level.
+  orchard::core::init_logging({"orchard"});
   CLI::App app{"Orchard: distributed actor-learner reinforcement learning", "orchard"};
   app.require_subcommand(0, 1);
   app.set_version_flag("--version", version_line());

@@ -35,6 +35,7 @@
 #include "cli.h"
 #include "orchard/core/config.h"
 #include "orchard/core/error.h"
+#include "orchard/core/logging.h"
 #include "orchard/core/shutdown.h"
 #include "orchard/core/net.h"
 #include "orchard/core/redis.h"
@@ -596,6 +597,14 @@ void LocalRun::progress() {
 }
 
 int LocalRun::run() {
+  {
+    // The orchestrator's own log lines (warnings on stderr) at the spec's level; its progress
+    // and summary are plain stdout lines for the user, not log lines.
+    core::LogOptions lo;
+    lo.process = "orchard";
+    lo.level = spec_.logging.level;
+    core::init_logging(lo);
+  }
   started_ = steady_seconds();
   bin_ = orchestrator::self_dir();
   const bool made_run_dir = !fs::exists(spec_.run_dir);
