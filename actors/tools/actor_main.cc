@@ -264,10 +264,10 @@ int main(int argc, char** argv) {
     final_flush(actor, [&](int ms) { actor.finish(ms); });
     return rc;
   } catch (const orchard::Error& e) {
-    std::cerr << "orchard-actor: " << e.what() << "\n";
+    orchard::core::log_fatal(std::string("orchard-actor: ") + e.what());
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "orchard-actor: internal error: " << e.what() << "\n";
+    orchard::core::log_fatal(std::string("orchard-actor: internal error: ") + e.what());
     return 1;
   }
 }

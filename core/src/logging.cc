@@ -71,6 +71,16 @@ LogOptions parse_log_options(const ConfigNode& node, LogOptions defaults) {
   return o;
 }
 
+void log_fatal(const std::string& message) {
+  auto logger = spdlog::default_logger();
+  if (logger && logger->should_log(spdlog::level::critical) && !logger->sinks().empty()) {
+    logger->critical("{}", message);
+    logger->flush();
+  } else {
+    std::fprintf(stderr, "%s\n", message.c_str());
+  }
+}
+
 void init_logging(const LogOptions& options) {
   auto level = parse_log_level(options.level);
   std::vector<spdlog::sink_ptr> sinks;

@@ -868,10 +868,10 @@ int main(int argc, char** argv) {
     LearnerProcess process(std::move(spec), rank, sync_address);
     return process.spec_.algorithm == Algorithm::kPpo ? run_ppo(process) : run_sac(process);
   } catch (const orchard::Error& e) {
-    std::cerr << "orchard-learner: " << e.what() << "\n";
+    orchard::core::log_fatal(std::string("orchard-learner: ") + e.what());
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "orchard-learner: internal error: " << e.what() << "\n";
+    orchard::core::log_fatal(std::string("orchard-learner: internal error: ") + e.what());
     return 1;
   }
 }

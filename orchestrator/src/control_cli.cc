@@ -466,7 +466,7 @@ void add_control(CLI::App& app, int* exit_code) {
     if (!host.empty() && host != "local") {
       // The host must be one of the run's (its resolved spec lists them).
       auto spec = orchestrator::RunSpec::load(field(h, "run_dir") + "/spec.yaml");
-      if (!spec.host(host)) throw Error("scale: run '" + a->run + "' has no host '" + host + "'");
+      if (!spec.host(host)) throw ConfigError("scale: run '" + a->run + "' has no host '" + host + "'");
     }
     if (!host.empty()) c->command({"HDEL", run_key(a->run), confirm});  // wait for a fresh confirmation
     c->command({"HDEL", run_key(a->run), "refused_" + confirm});

@@ -15,6 +15,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <array>
 #include <cctype>
 #include <cstring>
 #include <pthread.h>
@@ -107,23 +108,90 @@ std::string dir_problem(const std::string& dir) {
   return "";
 }
 
-// Why `path` is not a whole PyTorch archive (torch::save writes a zip file), or "" when it looks
-// whole: a local file header at the start and the end-of-central-directory record at the end,
-// which a truncated or overwritten file lacks. The learner reads the contents.
+// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), as the zip format stores it for each
+// entry (PKWARE APPNOTE.TXT 4.4.7).
+uint32_t crc32_of(const char* data, size_t n, uint32_t crc = 0) {
+  static const auto table = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  crc = ~crc;
+  for (size_t i = 0; i < n; ++i) crc = table[(crc ^ static_cast<uint8_t>(data[i])) & 0xFF] ^ (crc >> 8);
+  return ~crc;
+}
+
+// Why `path` is not a whole PyTorch archive, or "" when it is. torch::save writes a zip file
+// of stored (uncompressed) entries; following APPNOTE.TXT, the end-of-central-directory record
+// must end the file exactly (after its comment), the central directory must be where it says,
+// and every stored entry's data must match the CRC-32 recorded for it. A truncated, overwritten
+// or bit-flipped checkpoint is found here instead of as a learner that fails (or, for flipped
+// bytes inside a tensor, silently resumes from damaged weights).
 std::string torch_archive_problem(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return "it cannot be read";
-  const std::streamoff size = in.tellg();
+  const int64_t size = static_cast<int64_t>(in.tellg());
   if (size < 22) return "it is " + std::to_string(size) + " bytes long";
-  char head[4] = {};
-  in.seekg(0);
-  in.read(head, 4);
-  if (std::string(head, 4) != std::string("PK\x03\x04", 4)) return "it is not a PyTorch archive";
-  const std::streamoff tail_len = std::min<std::streamoff>(size, 22 + 65535);  // EOCD + longest comment
-  std::string tail(static_cast<size_t>(tail_len), '\0');
-  in.seekg(size - tail_len);
-  in.read(tail.data(), tail_len);
-  if (tail.rfind(std::string("PK\x05\x06", 4)) == std::string::npos) return "the archive is cut short";
+  auto read_at = [&](int64_t offset, int64_t n) {
+    std::string buf(static_cast<size_t>(n), '\0');
+    in.clear();
+    in.seekg(offset);
+    in.read(buf.data(), n);
+    if (in.gcount() != n) buf.clear();
+    return buf;
+  };
+  auto u16 = [](const std::string& b, size_t at) {
+    return static_cast<uint32_t>(static_cast<uint8_t>(b[at])) | static_cast<uint32_t>(static_cast<uint8_t>(b[at + 1])) << 8;
+  };
+  auto u32 = [&](const std::string& b, size_t at) { return u16(b, at) | u16(b, at + 2) << 16; };
+  if (read_at(0, 4) != std::string("PK\x03\x04", 4)) return "it is not a PyTorch archive";
+  // The end-of-central-directory record: 22 bytes plus its comment, ending the file.
+  const int64_t tail_len = std::min<int64_t>(size, 22 + 65535);
+  const std::string tail = read_at(size - tail_len, tail_len);
+  int64_t eocd = -1;
+  for (size_t at = tail.rfind(std::string("PK\x05\x06", 4)); at != std::string::npos;
+       at = at == 0 ? std::string::npos : tail.rfind(std::string("PK\x05\x06", 4), at - 1)) {
+    if (at + 22 <= tail.size() && at + 22 + u16(tail, at + 20) == tail.size()) {
+      eocd = static_cast<int64_t>(at);
+      break;
+    }
+  }
+  if (eocd < 0) return "the archive is cut short (no end record at its end)";
+  const uint32_t entries = u16(tail, static_cast<size_t>(eocd) + 10);
+  const uint32_t cd_size = u32(tail, static_cast<size_t>(eocd) + 12), cd_offset = u32(tail, static_cast<size_t>(eocd) + 16);
+  if (cd_offset == 0xFFFFFFFFu || cd_size == 0xFFFFFFFFu || entries == 0xFFFFu) return "";  // zip64: not checked further
+  if (static_cast<int64_t>(cd_offset) + cd_size > size) return "the archive is cut short (its directory is missing)";
+  const std::string cd = read_at(cd_offset, cd_size);
+  size_t at = 0;
+  for (uint32_t e = 0; e < entries; ++e) {
+    if (at + 46 > cd.size() || cd.compare(at, 4, std::string("PK\x01\x02", 4)) != 0)
+      return "its directory is damaged (entry " + std::to_string(e) + ")";
+    const uint32_t method = u16(cd, at + 10), crc = u32(cd, at + 16), csize = u32(cd, at + 20);
+    const uint32_t name_len = u16(cd, at + 28), extra_len = u16(cd, at + 30), comment_len = u16(cd, at + 32);
+    const uint32_t local = u32(cd, at + 42);
+    const std::string name = cd.substr(at + 46, std::min<size_t>(name_len, cd.size() - std::min(cd.size(), at + 46)));
+    at += 46 + name_len + extra_len + comment_len;
+    if (method != 0 || csize == 0xFFFFFFFFu || local == 0xFFFFFFFFu) continue;  // compressed or zip64: not checked
+    const std::string header = read_at(local, 30);
+    if (header.size() != 30 || header.compare(0, 4, std::string("PK\x03\x04", 4)) != 0)
+      return "entry '" + name + "' is damaged (no header where the directory says)";
+    const int64_t data_at = static_cast<int64_t>(local) + 30 + u16(header, 26) + u16(header, 28);
+    if (data_at + csize > size) return "entry '" + name + "' is cut short";
+    uint32_t got = 0;
+    std::string chunk;
+    for (int64_t done = 0; done < csize;) {
+      const int64_t n = std::min<int64_t>(csize - done, 1 << 20);
+      chunk = read_at(data_at + done, n);
+      if (chunk.empty()) return "entry '" + name + "' cannot be read";
+      got = crc32_of(chunk.data(), chunk.size(), got);
+      done += n;
+    }
+    if (got != crc) return "entry '" + name + "' does not match its checksum (the data was overwritten)";
+  }
   return "";
 }
 
@@ -318,6 +386,7 @@ class LocalRun {
   bool redis_restart_reported_ = false;  // the embedded server could not be started again (said once)
   void keep_embedded_redis_up();
   std::string actor_limit_problem(const std::string& host, int64_t want);
+  int64_t actors_elsewhere(const std::string& host) const;
   std::map<std::string, int64_t> host_cpus_;  // remote hosts' CPU counts, asked when scaling
   std::unique_ptr<orchestrator::Scheduler> sched_;
   double started_ = 0, next_progress_ = 0;
@@ -354,6 +423,7 @@ void LocalRun::register_run(const std::string& status, const nlohmann::json& ext
   nlohmann::json entry = {{"name", spec_.name},
                           {"redis", spec_.redis_url},
                           {"run_dir", fs::absolute(spec_.run_dir).string()},
+                          {"checkpoint_dir", fs::absolute(spec_.checkpoint_dir).string()},
                           {"pid", ::getpid()},
                           {"status", status},
                           {"algorithm", orchestrator::algorithm_name(spec_.algorithm)},
@@ -419,6 +489,15 @@ orchestrator::ProcessSpec LocalRun::actor_spec(int64_t id, const std::string& ho
 // Brings the number of live actors (on `host`, or everywhere when `host` is empty) to `want`:
 // new actors are placed on `host` (or round-robin over placement.actors); the newest are
 // removed first, flushing their writers as they exit. Recorded as an event.
+// Live actors of the run on hosts other than `host`.
+int64_t LocalRun::actors_elsewhere(const std::string& host) const {
+  int64_t n = 0;
+  for (const auto& [name, p] : sched_->processes())
+    n += p.spec.role == "actor" && (p.spec.host.empty() ? std::string("local") : p.spec.host) != host &&
+         p.state != orchestrator::ProcState::kExited && p.state != orchestrator::ProcState::kStopping;
+  return n;
+}
+
 // Why `want` actors (on `host`, or in all when empty) would be more than the hosts can run
 // (kActorsPerCpu), or "".
 std::string LocalRun::actor_limit_problem(const std::string& host, int64_t want) {
@@ -529,6 +608,8 @@ void LocalRun::control() {
         std::string refused;
         if (want < 0 || want > 100000 || (host.empty() && want < 1)) refused = "not a valid actor count";
         else if (!known_host) refused = "the run has no host '" + host + "'";
+        else if (!host.empty() && want == 0 && actors_elsewhere(host) == 0)
+          refused = "it would leave the run with no actor (it has none on its other hosts)";
         else refused = actor_limit_problem(host, want);
         if (!refused.empty()) {
           // The CLI waits for this answer (refused_actors[@HOST]) as for the confirmation.
@@ -959,12 +1040,22 @@ void add_run(CLI::App& app, int* exit_code) {
       }
       args->resume_run.clear();
     }
-    if (!fs::exists(args->spec)) {
+    // `orchard run NAME --resume` names a run, even when a directory of that name is here (the
+    // default run directory is runs/<name>).
+    const bool named_run = args->resume && !fs::is_regular_file(args->spec) && fs::exists(registry_path(args->spec));
+    if (!fs::exists(args->spec) || named_run) {
       if (!args->resume) throw ConfigError("run spec '" + args->spec + "' does not exist");
-      // `orchard run NAME --resume`: the spec and overrides the run was started with.
+      // `orchard run NAME --resume`: the spec and overrides the run was started with, and its
+      // directories where they were (relative ones were relative to where it was started).
       auto entry = read_registry(args->spec);
       keep_external_redis(entry, args->redis);
-      const std::vector<std::string> earlier = entry.value("sets", std::vector<std::string>{});
+      std::vector<std::string> earlier = entry.value("sets", std::vector<std::string>{});
+      for (const char* dir : {"run_dir", "checkpoint_dir"})
+        if (entry.contains(dir) && entry[dir].is_string()) {
+          std::string quoted;  // a YAML single-quoted scalar: any path, taken as text
+          for (char ch : entry[dir].get<std::string>()) quoted += ch == '\'' ? std::string("''") : std::string(1, ch);
+          earlier.push_back(std::string(dir) + "='" + quoted + "'");
+        }
       args->sets.insert(args->sets.begin(), earlier.begin(), earlier.end());
       args->spec = entry.value("spec_path", std::string());
       if (args->spec.empty() || !fs::exists(args->spec))
@@ -1014,7 +1105,7 @@ void add_run(CLI::App& app, int* exit_code) {
                      .value("exists", false);
     }
     if (!args->resume && has_ckpt)
-      throw Error("run '" + spec.name + "' already has a checkpoint (" + ckpt + "); use --resume to continue it, or "
+      throw ConfigError("run '" + spec.name + "' already has a checkpoint (" + ckpt + "); use --resume to continue it, or "
                   "another name (--set name=...) or run_dir to start afresh");
     if (args->resume && !has_ckpt) throw Error("--resume: run '" + spec.name + "' has no checkpoint at " + ckpt);
     if (args->resume) {
@@ -1053,8 +1144,16 @@ void add_run(CLI::App& app, int* exit_code) {
           throw Error("--resume: checkpoint '" + ckpt + "' is damaged: " + why +
                       "; move it away to start afresh, or restore it");
       // A budget the checkpoint has already used up would end the run as soon as it started.
-      const int64_t steps = meta.value("env_steps", int64_t{0}), updates = meta.value("updates", int64_t{0});
-      const double secs = meta.value("seconds", 0.0);
+      int64_t steps = 0, updates = 0;
+      double secs = 0;
+      try {
+        steps = meta.value("env_steps", int64_t{0});
+        updates = meta.value("updates", int64_t{0});
+        secs = meta.value("seconds", 0.0);
+      } catch (const std::exception&) {
+        throw Error("--resume: checkpoint metadata '" + meta_path +
+                    "': env_steps, updates and seconds must be numbers; refusing to resume from it");
+      }
       args->prior_learner_s = secs;
       auto used_up = [&](const std::string& what, const std::string& have, const std::string& budget) {
         throw ConfigError("--resume: run '" + spec.name + "' already has " + have + " (its checkpoint), which uses up " +

@@ -3,6 +3,8 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
@@ -73,17 +75,38 @@ std::vector<std::string> registry_runs() {
 }
 
 std::unique_ptr<core::RedisClient> connect_run(const std::string& run, const std::string& redis_url) {
+  nlohmann::json entry = nlohmann::json::object();
+  try {
+    entry = read_registry(run);
+  } catch (const Error&) {
+    if (redis_url.empty()) throw;
+  }
   std::string url = redis_url;
-  if (url.empty()) url = read_registry(run).value("redis", "");
+  if (url.empty()) url = entry.value("redis", "");
   if (url.empty()) throw Error("run '" + run + "': no Redis URL known; pass --redis URL");
   auto o = core::RedisOptions::from_url(url);
   o.connect_timeout_ms = 1000;
   o.reconnect_attempts = 1;
-  try {
-    return std::make_unique<core::RedisClient>(o);
-  } catch (const Error& e) {
-    throw Error("run '" + run + "': its Redis is not reachable (" + e.what() +
-                "); the run has probably ended (its embedded Redis stops with it)");
+  // While the run's orchestrator is alive, a Redis that does not answer is down for a moment
+  // (the orchestrator starts its embedded one again within a second or two): keep trying.
+  const std::string status = entry.value("status", std::string());
+  const int pid = entry.value("pid", 0);
+  const bool orchestrator_alive = (status == "starting" || status == "running") && process_alive(pid);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(orchestrator_alive ? 15 : 0);
+  for (;;) {
+    try {
+      return std::make_unique<core::RedisClient>(o);
+    } catch (const Error& e) {
+      if (std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        continue;
+      }
+      if (orchestrator_alive)
+        throw Error("run '" + run + "': its Redis is not reachable (" + e.what() + ") although its orchestrator (pid " +
+                    std::to_string(pid) + ") is running; try again in a moment");
+      throw Error("run '" + run + "': its Redis is not reachable (" + e.what() +
+                  "); the run has probably ended (its embedded Redis stops with it)");
+    }
   }
 }
 

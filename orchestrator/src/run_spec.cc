@@ -1,5 +1,7 @@
 #include "orchard/orchestrator/run_spec.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -33,6 +35,13 @@ std::string strings_yaml(const std::vector<std::string>& v) {
   std::string s = "[";
   for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::string("'") + v[i] + "'";
   return s + "]";
+}
+
+// ZeroMQ and redis-server bind IP addresses (ZeroMQ takes a name as a network interface's), so
+// an address something binds must be an IPv4 literal.
+bool ipv4_literal(const std::string& host) {
+  in_addr a{};
+  return ::inet_pton(AF_INET, host.c_str(), &a) == 1;
 }
 
 std::vector<int> cpu_list(const core::ConfigNode& n) {
@@ -310,6 +319,10 @@ void RunSpec::parse() {
     if (!std::regex_match(hs.agent, m, kAgent) || std::stoi(m[2]) < 1 || std::stoi(m[2]) > 65535)
       throw ConfigError(h["agent"].where() + ": expected tcp://HOST:PORT with a port of 1-65535, got '" + hs.agent + "'");
     hs.address = h.get_string("address", m[1]);
+    if (!ipv4_literal(hs.address))
+      throw ConfigError((h["address"].defined() ? h["address"].where() : h["agent"].where()) + ": host '" + hs.name +
+                        "' binds its shards and weights socket on '" + hs.address +
+                        "', which is not an IPv4 address; give it as address: (e.g. address: 10.0.0.2)");
     hs.token_file = h.get_string("token_file");
     hs.server_key_file = h.get_string("server_key_file", "");
     hs.bin_dir = h.get_string("bin_dir", "");
@@ -351,6 +364,9 @@ void RunSpec::parse() {
                       " hosts for replay.shards = " + std::to_string(r["replay"].get_int("shards", 1, 1, 1024)) +
                       " (one shard per listed host at least)");
   orchestrator_address = r.get_string("orchestrator_address", "");
+  if (!orchestrator_address.empty() && !ipv4_literal(orchestrator_address))
+    throw ConfigError(r["orchestrator_address"].where() + ": the run's Redis binds it, so it must be an IPv4 address, got '" +
+                      orchestrator_address + "'");
   if (!hosts.empty() && orchestrator_address.empty())
     throw ConfigError(r.source() + ": orchestrator_address: required with hosts (the address the other hosts reach "
                       "this machine at, for the run's Redis)");
@@ -390,6 +406,9 @@ void RunSpec::parse() {
     std::smatch m;
     if (!std::regex_match(endpoint, m, kTcp) || std::stoi(m[2]) < 1 || std::stoi(m[2]) > 65535)
       throw ConfigError(where + ": expected tcp://HOST:PORT with a port of 1-65535, got '" + endpoint + "'");
+    if (!ipv4_literal(m[1]))
+      throw ConfigError(where + ": '" + std::string(m[1]) + "' is not an IPv4 address (the endpoint is bound, and ZeroMQ "
+                        "binds addresses, not host names), in '" + endpoint + "'");
   };
   if (!learner_sync_endpoint.empty()) check_tcp(learner_sync_endpoint, ep["learner_sync"].where());
   if (!weights_endpoint.empty()) check_tcp(weights_endpoint, ep["weights"].where());

@@ -109,10 +109,10 @@ int main(int argc, char** argv) {
     }
     return 0;
   } catch (const orchard::Error& e) {
-    std::cerr << "orchard-replay: " << e.what() << "\n";
+    orchard::core::log_fatal(std::string("orchard-replay: ") + e.what());
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "orchard-replay: internal error: " << e.what() << "\n";
+    orchard::core::log_fatal(std::string("orchard-replay: internal error: ") + e.what());
     return 1;
   }
 }

@@ -180,8 +180,12 @@ TEST(Orchestrator, UpScaleStatusLogsTopStopThroughTheCli) {
       << status;
   EXPECT_NE(status.find("actors 2"), std::string::npos) << status;
   auto nohost = orchard({"scale", "clirun", "actors@gpu-box=2"});
-  EXPECT_NE(nohost.first, 0);
+  EXPECT_EQ(nohost.first, 2);
   EXPECT_NE(nohost.second.find("has no host 'gpu-box'"), std::string::npos) << nohost.second;
+  // Its only host emptied: refused, the run keeps its actors.
+  auto none = orchard({"scale", "clirun", "actors@local=0"});
+  EXPECT_EQ(none.first, 2);
+  EXPECT_NE(none.second.find("actors@local=0: it would leave the run with no actor"), std::string::npos) << none.second;
 
   auto top = orchard({"top", "clirun", "--once"});
   EXPECT_EQ(top.first, 0) << top.second;
@@ -337,6 +341,27 @@ TEST(Orchestrator, AShortRunLeavesEveryStreamAndItsEndInTheUsersRedis) {
   EXPECT_NE(status.output().find("replay    replay-0 table segments size"), std::string::npos) << status.output();
   EXPECT_NE(status.output().find("redis " + redis.url()), std::string::npos) << status.output();
   expect_no_orphans(run.output());
+}
+
+// A process's fatal error is a log line like the others: with the spec's logging (JSON, a shared
+// file) it is a JSON line at level critical, in its log and in the shared file.
+TEST(Orchestrator, AProcessesFatalErrorIsALogLineInTheSpecsFormat) {
+  Dir d("fatal");
+  std::ofstream(d.path / "spec.yaml") << "name: fatal\nenv: {name: CartPole-v1}\nbudget: {updates: 1}\n"
+                                      << "logging: {json: true, file: all.log}\nrun_dir: " << (d.path / "run").string()
+                                      << "\n";
+  fs::create_directories(d.path / "run");
+  // A learner given a spec without the endpoints `orchard run` fills in: it fails after reading
+  // the spec's logging section.
+  ChildProcess learner({orchard_bin("orchard-learner"), "--spec", (d.path / "spec.yaml").string()});
+  EXPECT_EQ(learner.wait(30000), 1);
+  EXPECT_TRUE(std::regex_search(learner.output(), std::regex("\\{\"ts\":\"[^\"]+\",\"level\":\"critical\",\"proc\":"
+                                                             "\"learner-0\",.*\"msg\":\"orchard-learner: [^\"]*"
+                                                             "endpoints.replay and endpoints.weights are required")))
+      << learner.output();
+  std::ifstream in(d.path / "run" / "all.log");
+  const std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(all.find("\"level\":\"critical\""), std::string::npos) << all;
 }
 
 // The embedded Redis is the run's own: killed mid-run, it is started again on its port with its

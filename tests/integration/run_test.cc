@@ -124,6 +124,30 @@ TEST(Run, AlgorithmThatDoesNotFitTheEnvIsRefusedBeforeAnythingStarts) {
   fs::remove_all(dir);
 }
 
+// `orchard run NAME --resume` from another directory: relative run_dir and checkpoint_dir are
+// where the run was started, not under the new working directory; and a directory named like
+// the run (runs/<name> is the default run directory) does not shadow the name.
+TEST(Run, ResumeByNameFromAnotherDirectoryFindsItsRelativeDirectories) {
+  fs::path dir = fresh_dir("reldirs");
+  fs::create_directories(dir / "first");
+  fs::create_directories(dir / "second" / "relrun");
+  std::ofstream(dir / "first" / "spec.yaml") << "name: relrun\nenv: {name: CartPole-v1, num_envs: 4}\n"
+                                             << "ppo: {segment_length: 16}\nactors: {count: 1}\nbudget: {updates: 3}\n";
+  auto in_dir = [&](const fs::path& cwd, const std::string& args) {
+    return std::vector<std::string>{"/bin/sh", "-c", "cd '" + cwd.string() + "' && exec '" + orchard_bin("orchard") + "' " + args};
+  };
+  ChildProcess first(in_dir(dir / "first", "run spec.yaml --set run_dir=rel/r --set checkpoint_dir=ck"), kEnv);
+  ASSERT_EQ(first.wait(120000), 0) << first.output();
+  ASSERT_TRUE(fs::exists(dir / "first" / "ck" / "learner.pt"));
+  ChildProcess again(in_dir(dir / "second", "run relrun --resume --set budget.updates=6"), kEnv);
+  ASSERT_EQ(again.wait(120000), 0) << again.output();
+  EXPECT_NE(again.output().find("checkpoint " + (dir / "first" / "ck" / "learner.pt").string()), std::string::npos)
+      << again.output();
+  EXPECT_EQ(read_json(dir / "first" / "rel" / "r" / "result.json")["updates"].get<int64_t>(), 6);
+  EXPECT_FALSE(fs::exists(dir / "second" / "rel"));
+  fs::remove_all(dir);
+}
+
 TEST(Run, CheckpointOfAnotherRunOrACorruptOneIsRefused) {
   fs::path dir = fresh_dir("ckpt");
   auto spec = [&](const std::string& name) {
@@ -147,8 +171,28 @@ TEST(Run, CheckpointOfAnotherRunOrACorruptOneIsRefused) {
   EXPECT_NE(wider.output().find("hidden [32, 32]"), std::string::npos) << wider.output();
   // Without --resume an existing checkpoint is never silently replaced.
   ChildProcess again({orchard_bin("orchard"), "run", spec("alpha")}, kEnv);
-  EXPECT_EQ(again.wait(60000), 1);
+  EXPECT_EQ(again.wait(60000), 2);  // refused: nothing started
   EXPECT_NE(again.output().find("use --resume"), std::string::npos) << again.output();
+  // Damaged checkpoint files, each refused before anything starts: bytes overwritten inside a
+  // tensor (the zip entry's CRC-32 no longer matches), one byte cut off the end, a torn file.
+  const fs::path pt = dir / "run" / "checkpoints" / "learner.pt";
+  fs::copy_file(pt, dir / "good.pt");
+  const auto size = fs::file_size(pt);
+  auto resume_damaged = [&] {
+    ChildProcess r({orchard_bin("orchard"), "run", spec("alpha"), "--resume", "--set", "budget.updates=6"}, kEnv);
+    EXPECT_EQ(r.wait(120000), 1);
+    EXPECT_EQ(r.output().find("ready"), std::string::npos) << r.output();
+    return r.output();
+  };
+  {
+    std::fstream f(pt, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(size / 2));
+    f.write("XXXXXXXX", 8);
+  }
+  EXPECT_NE(resume_damaged().find("is damaged: "), std::string::npos);  // a checksum, or a header it hit
+  fs::copy_file(dir / "good.pt", pt, fs::copy_options::overwrite_existing);
+  fs::resize_file(pt, size - 1);
+  EXPECT_NE(resume_damaged().find("is damaged: the archive is cut short"), std::string::npos);
   // A torn checkpoint file: a clear error, no silent reinitialisation.
   fs::resize_file(dir / "run" / "checkpoints" / "learner.pt", 100);
   ChildProcess torn({orchard_bin("orchard"), "run", spec("alpha"), "--resume", "--max-restarts", "0", "--set",

@@ -203,12 +203,27 @@ TEST(RunSpec, HostsAndPlacementAreValidated) {
   EXPECT_NE(e.find("orchestrator_address: required with hosts"), std::string::npos) << e;
   e = error_of(base + "orchestrator_address: 10.0.0.1\nhosts: [{name: a, agent: '10.0.0.2', token_file: t}]\n", false);
   EXPECT_NE(e.find("expected tcp://HOST:PORT"), std::string::npos) << e;
-  e = error_of(base + "orchestrator_address: 10.0.0.1\nhosts: [{name: a, agent: 'tcp://h:1', token_file: t}, "
-                      "{name: a, agent: 'tcp://h:2', token_file: t}]\n", false);
+  e = error_of(base + "orchestrator_address: 10.0.0.1\nhosts: [{name: a, agent: 'tcp://10.0.0.5:1', token_file: t}, "
+                      "{name: a, agent: 'tcp://10.0.0.5:2', token_file: t}]\n", false);
   EXPECT_NE(e.find("defined twice"), std::string::npos) << e;
+  // Addresses that are bound must be IPv4 literals: a host name for the agent needs `address`.
+  e = error_of(base + "orchestrator_address: 10.0.0.1\nhosts: [{name: a, agent: 'tcp://vm1.internal:7070', token_file: t}]\n",
+               false);
+  EXPECT_NE(e.find("host 'a' binds its shards and weights socket on 'vm1.internal', which is not an IPv4 address"),
+            std::string::npos)
+      << e;
+  EXPECT_EQ(RunSpec::load_string(base + "orchestrator_address: 10.0.0.1\nhosts: [{name: a, agent: "
+                                        "'tcp://vm1.internal:7070', address: 10.0.0.3, token_file: t}]\n",
+                                 "run.yaml")
+                .host("a")
+                ->address,
+            "10.0.0.3");
+  e = error_of(base + "orchestrator_address: head.internal\nhosts: [{name: a, agent: 'tcp://10.0.0.5:1', token_file: t}]\n",
+               false);
+  EXPECT_NE(e.find("orchestrator_address: the run's Redis binds it, so it must be an IPv4 address"), std::string::npos) << e;
   e = error_of(base + "placement: {actors: [vm9]}\n", false);
   EXPECT_NE(e.find("unknown host 'vm9' (hosts: local)"), std::string::npos) << e;
-  e = error_of(base + "orchestrator_address: 10.0.0.1\nhosts: [{name: a, agent: 'tcp://h:1', token_file: t}]\n"
+  e = error_of(base + "orchestrator_address: 10.0.0.1\nhosts: [{name: a, agent: 'tcp://10.0.0.5:1', token_file: t}]\n"
                       "placement: {replay: [a, local]}\n", false);
   EXPECT_NE(e.find("2 hosts for replay.shards = 1"), std::string::npos) << e;
   RunSpec s = RunSpec::load_string(base + "orchestrator_address: 10.0.0.1\nhosts: [{name: a, agent: "

@@ -30,6 +30,11 @@ LogOptions parse_log_options(const ConfigNode& node, LogOptions defaults = {});
 // that cannot be opened. Safe to call again (tests, log level changes).
 void init_logging(const LogOptions& options);
 
+// A process's last word before it exits with an error: logged at `critical` through the current
+// logger (so it is in the JSON lines and the shared log file like every other line) and flushed;
+// written to stderr as plain text instead when the logger is off.
+void log_fatal(const std::string& message);
+
 // Maps "warn" etc. to a level; throws ConfigError naming the allowed values.
 spdlog::level::level_enum parse_log_level(const std::string& level);
 
