@@ -213,7 +213,7 @@ ConfigNode ConfigNode::load_file(const std::string& path) {
   if (std::filesystem::is_regular_file(st)) {
     const auto size = std::filesystem::file_size(path, ec);
     if (!ec && size > (16u << 20))
-      throw ConfigError(path + ": " + std::to_string(size >> 20) + " MiB is too large for a config file (16 MiB at most)");
+      throw ConfigError(path + ": " + std::to_string(size) + " bytes is too large for a config file (16 MiB, 16777216 bytes, at most)");
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(path + ": cannot open config file");

@@ -180,7 +180,13 @@ std::string render_run(core::RedisClient& c, const std::string& run, const std::
   auto names = c.command({"SMEMBERS", procs_key(run)});
   std::vector<std::string> procs;
   for (const auto& e : names.elements) procs.push_back(e.str);
-  std::sort(procs.begin(), procs.end());
+  // By role, then by number: actor-2 before actor-10.
+  auto by_number = [](const std::string& a, const std::string& b) {
+    const size_t da = a.find_last_not_of("0123456789") + 1, db = b.find_last_not_of("0123456789") + 1;
+    if (a.compare(0, da, b, 0, db) != 0 || da == a.size() || db == b.size()) return a < b;
+    return std::stoull(a.substr(da)) < std::stoull(b.substr(db));
+  };
+  std::sort(procs.begin(), procs.end(), by_number);
   auto actors = latest_per(c, metrics_key(run, "actor"), "actor", 200);
   for (const auto& name : procs) {
     Fields p = hgetall(c, proc_key(run, name));
@@ -545,7 +551,8 @@ void add_control(CLI::App& app, int* exit_code) {
         }
         for (const auto& p : listed["procs"]) {
           const std::string name = p.value("name", "");
-          if (!a->proc.empty() && name != a->proc) continue;
+          // The process by its name, or by the label these lines carry (actor-0@vm1).
+          if (!a->proc.empty() && name != a->proc && name + "@" + h.name != a->proc) continue;
           const std::string run = a->run;
           sources.push_back({name + "@" + h.name, [agent, run, name](int64_t* offset) {
                                auto r = agent->call({{"op", "logs"}, {"run", run}, {"name", name}, {"offset", *offset}});

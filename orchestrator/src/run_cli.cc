@@ -1166,20 +1166,33 @@ void add_run(CLI::App& app, int* exit_code) {
       if (spec.budget.wall_time_s > 0 && secs >= spec.budget.wall_time_s)
         used_up("budget.wall_time_s", fmt::format("{:.0f} s of learning", secs), fmt::format("{:g}", spec.budget.wall_time_s));
     }
-    // Port clashes are found now, not as a shard that cannot bind later.
-    std::vector<std::string> endpoints = spec.replay_endpoints;
-    endpoints.push_back(spec.weights_endpoint);
-    if (!spec.learner_sync_endpoint.empty()) endpoints.push_back(spec.learner_sync_endpoint);
-    std::set<std::string> seen;
-    for (const auto& ep : spec.multi_host() ? std::vector<std::string>{} : endpoints) {
-      if (!seen.insert(ep).second) throw ConfigError("run spec: endpoint " + ep + " is used twice (endpoints.replay/weights/learner_sync)");
+    // Port clashes are found now, not as a shard that cannot bind later; named by their key
+    // (or the --set that gave it) when the spec gave the endpoint, by role when it was picked.
+    std::vector<std::pair<std::string, std::string>> endpoints;  // (endpoint, where)
+    const core::ConfigNode ep_node = spec.node()["endpoints"];
+    auto where = [&](const char* key, int64_t i) {
+      core::ConfigNode n = ep_node[key];
+      if (i >= 0) {
+        const auto items = n.elements();
+        if (static_cast<size_t>(i) < items.size()) return items[static_cast<size_t>(i)].where();
+        return std::string("endpoints.") + key + "[" + std::to_string(i) + "] (picked)";
+      }
+      return n.defined() ? n.where() : std::string("endpoints.") + key + " (picked)";
+    };
+    for (size_t i = 0; i < spec.replay_endpoints.size(); ++i)
+      endpoints.emplace_back(spec.replay_endpoints[i], where("replay", static_cast<int64_t>(i)));
+    endpoints.emplace_back(spec.weights_endpoint, where("weights", -1));
+    if (!spec.learner_sync_endpoint.empty()) endpoints.emplace_back(spec.learner_sync_endpoint, where("learner_sync", -1));
+    std::map<std::string, std::string> seen;
+    for (const auto& [ep, at] : spec.multi_host() ? decltype(endpoints){} : endpoints) {
+      if (!seen.emplace(ep, at).second)
+        throw ConfigError(at + ": endpoint " + ep + " is used twice (also " + seen[ep] + ")");
       std::smatch m;
       if (!std::regex_match(ep, m, std::regex("tcp://([^:/]+):([0-9]+)"))) continue;
       // Probed by binding, not connecting: a connection would disturb whatever listens there.
       const std::string problem = core::tcp_bind_problem(m[1], static_cast<uint16_t>(std::stoi(m[2])));
       if (!problem.empty())
-        throw ConfigError("run spec: endpoint " + ep + ": " + problem +
-                          " (leave endpoints out to have free ports picked)");
+        throw ConfigError(at + ": endpoint " + ep + ": " + problem + " (leave endpoints out to have free ports picked)");
     }
     return spec;
   };

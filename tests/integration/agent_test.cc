@@ -1083,6 +1083,10 @@ TEST(Agent, RunAcrossTwoHostsInNetworkNamespaces) {
   ChildProcess logs({orchard_bin("orchard"), "logs", "twohost", "actor-0", "-n", "3"}, home(d.path));
   EXPECT_EQ(logs.wait(30000), 0) << logs.output();
   EXPECT_NE(logs.output().find("done: "), std::string::npos) << logs.output();
+  // Also by the label its lines carry (process@host).
+  ChildProcess labelled({orchard_bin("orchard"), "logs", "twohost", "actor-0@b", "-n", "3"}, home(d.path));
+  EXPECT_EQ(labelled.wait(30000), 0) << labelled.output();
+  EXPECT_NE(labelled.output().find("done: "), std::string::npos) << labelled.output();
   // Nothing of the run is left in either namespace: only the agents.
   EXPECT_EQ(lab.pids_in(lab.hosts[0]).size(), 1u);
   EXPECT_EQ(lab.pids_in(lab.hosts[1]).size(), 1u);

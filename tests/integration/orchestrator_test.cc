@@ -417,7 +417,8 @@ TEST(Orchestrator, StatusMeasuresPolicyLagAtTheActorsReportTime) {
   orchard::core::RedisClient c(orchard::core::RedisOptions::from_url(redis.url()));
   const std::string run = "orchard:run:lagrun";
   c.command({"HSET", run, "status", "running", "algorithm", "ppo", "env", "CartPole-v1", "actors", "3", "run_dir", "/x"});
-  c.command({"SADD", run + ":procs", "learner-0", "actor-0", "actor-1", "actor-2"});
+  c.command({"SADD", run + ":procs", "learner-0", "actor-0", "actor-1", "actor-2", "actor-10"});
+  c.command({"HSET", run + ":proc:actor-10", "state", "exited", "pid", "-1", "restarts", "0"});
   c.command({"HSET", run + ":proc:learner-0", "state", "running", "pid", "4242", "restarts", "0"});
   c.command({"HSET", run + ":proc:actor-0", "state", "running", "pid", "4243", "restarts", "0"});
   c.command({"HSET", run + ":proc:actor-1", "state", "running", "pid", "4244", "restarts", "1"});
@@ -445,6 +446,8 @@ TEST(Orchestrator, StatusMeasuresPolicyLagAtTheActorsReportTime) {
   EXPECT_NE(out.find("actor-0     running   4243     0        missing    8000        200.0     2\n"), std::string::npos) << out;
   EXPECT_NE(out.find("actor-1     running   4244     1        missing    9000        210.0     0\n"), std::string::npos) << out;
   EXPECT_NE(out.find("actor-2     exited    -        0        -          -           -         -\n"), std::string::npos) << out;
+  EXPECT_LT(out.find("actor-2 "), out.find("actor-10 ")) << out;  // by number
+  EXPECT_LT(out.find("actor-10 "), out.find("learner-0 ")) << out;
   // The train report is found behind 1200 evaluations; env steps are the newest (the eval's).
   EXPECT_NE(out.find("updates 1500 (100.0/s)  env steps 768.5k"), std::string::npos) << out;
   EXPECT_NE(out.find("redis redis://:***@127.0.0.1:"), std::string::npos) << out;
@@ -508,7 +511,10 @@ TEST(Orchestrator, InvalidSpecsAreRefusedBeforeAnythingStarts) {
           std::to_string(port) + "'], weights: 'tcp://127.0.0.1:" + std::to_string(orchard::core::free_loopback_port()) +
           "'}\n");
   EXPECT_EQ(r.first, 2);
-  EXPECT_NE(r.second.find("already in use"), std::string::npos) << r.second;
+  EXPECT_NE(r.second.find("endpoints.replay[0]: endpoint tcp://127.0.0.1:" + std::to_string(port) + ": port " +
+                          std::to_string(port) + " is already in use"),
+            std::string::npos)
+      << r.second;
   // A port out of range (ZeroMQ would wrap it around).
   r = run("name: x\nenv: {name: CartPole-v1}\nbudget: {updates: 1}\nendpoints: {replay: ['tcp://127.0.0.1:99999']}\n");
   EXPECT_EQ(r.first, 2);
@@ -559,7 +565,7 @@ TEST(Orchestrator, MistakesAProcessWouldFindAreRefusedBeforeItStarts) {
                  "run_dir: run directory '/proc/orchard-test/run' cannot be made: nothing can be made in '/proc'");
   expect_refused(run({"--set", "endpoints.replay=['tcp://192.0.2.7:5555']", "--set",
                       "endpoints.weights=tcp://127.0.0.1:" + std::to_string(orchard::core::free_loopback_port())}),
-                 "endpoint tcp://192.0.2.7:5555: 192.0.2.7 is not an address of this machine");
+                 "endpoints.replay[0]: endpoint tcp://192.0.2.7:5555: 192.0.2.7 is not an address of this machine");
   expect_refused(run({"--set", "logging.level=loud"}), "logging.level: expected one of trace");
   expect_refused(run({"--set", "logging.file=/proc/orchard-test.log"}), "logging.file: log file '/proc/orchard-test.log'");
   const int too_many = 16 * static_cast<int>(std::thread::hardware_concurrency()) + 1;
