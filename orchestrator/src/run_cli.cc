@@ -199,6 +199,23 @@ std::string torch_archive_problem(const std::string& path) {
 // than the host can schedule. Each actor is a process with its own envs and inference thread.
 constexpr int64_t kActorsPerCpu = 16;
 
+// The CPUs of `host`: this machine's, or what its agent reports (asked once per host, kept in
+// `cache`); 0 when the agent does not answer (no limit is then applied).
+int64_t host_cpus(const std::string& host, Agents& agents, std::map<std::string, int64_t>& cache) {
+  if (host == "local") return std::max<int64_t>(1, std::thread::hardware_concurrency());
+  if (auto it = cache.find(host); it != cache.end()) return it->second;
+  nlohmann::json reply;
+  if (!agents.count(host) || !agents.at(host)->try_call({{"op", "host"}}, &reply) || !reply.value("ok", false)) return 0;
+  return cache[host] = reply.value("cpus", int64_t{0});
+}
+
+// Why `n` actors are too many for `host` with `cpus` CPUs (kActorsPerCpu), or "".
+std::string too_many_actors(const std::string& host, int64_t n, int64_t cpus) {
+  if (cpus <= 0 || n <= kActorsPerCpu * cpus) return "";
+  return std::to_string(n) + " actors on " + (host == "local" ? std::string("this machine") : "host '" + host + "'") +
+         ", which has " + std::to_string(cpus) + " CPUs (at most " + std::to_string(kActorsPerCpu) + " actors per CPU)";
+}
+
 // How many actors of `total` land on `host` when actor i runs on placement[i % size].
 int64_t actors_on(const std::vector<std::string>& placement, const std::string& host, int64_t total) {
   int64_t n = 0;
@@ -237,19 +254,12 @@ void check_resources(const RunSpec& spec, Agents& agents) {
       throw ConfigError(spec.node()["logging"]["file"].where() + ": log file '" + spec.logging.file + "': " + why);
   }
   // Actors per host, within kActorsPerCpu of its CPUs.
-  std::map<std::string, int64_t> host_cpus;  // remote hosts' CPU counts, asked once
-  auto cpus_of = [&](const std::string& host) -> int64_t {
-    if (host == "local") return std::max<int64_t>(1, std::thread::hardware_concurrency());
-    if (!host_cpus.count(host)) host_cpus[host] = agents.at(host)->call({{"op", "host"}}).value("cpus", int64_t{0});
-    return host_cpus[host];
-  };
-  for (const auto& host : std::set<std::string>(spec.placement.actors.begin(), spec.placement.actors.end())) {
-    const int64_t n = actors_on(spec.placement.actors, host, spec.actors.count), cpus = cpus_of(host);
-    if (cpus > 0 && n > kActorsPerCpu * cpus)
-      throw ConfigError(spec.node()["actors"]["count"].where() + ": " + std::to_string(n) + " actors on " +
-                        (host == "local" ? std::string("this machine") : "host '" + host + "'") + ", which has " +
-                        std::to_string(cpus) + " CPUs (at most " + std::to_string(kActorsPerCpu) + " actors per CPU)");
-  }
+  std::map<std::string, int64_t> cpus_cache;
+  auto cpus_of = [&](const std::string& host) { return host_cpus(host, agents, cpus_cache); };
+  for (const auto& host : std::set<std::string>(spec.placement.actors.begin(), spec.placement.actors.end()))
+    if (auto why = too_many_actors(host, actors_on(spec.placement.actors, host, spec.actors.count), cpus_of(host));
+        !why.empty())
+      throw ConfigError(spec.node()["actors"]["count"].where() + ": " + why);
   // CPU pins: each id must exist on every host its processes are placed on.
   struct Pinned {
     const char* section;
@@ -507,21 +517,8 @@ std::string LocalRun::actor_limit_problem(const std::string& host, int64_t want)
   } else {
     per_host[host] = want;
   }
-  for (const auto& [h, n] : per_host) {
-    int64_t cpus = 0;
-    if (h == "local") {
-      cpus = std::max<int64_t>(1, std::thread::hardware_concurrency());
-    } else if (auto it = host_cpus_.find(h); it != host_cpus_.end()) {
-      cpus = it->second;
-    } else {
-      nlohmann::json reply;
-      if (agents_.count(h) && agents_.at(h)->try_call({{"op", "host"}}, &reply) && reply.value("ok", false))
-        cpus = host_cpus_[h] = reply.value("cpus", int64_t{0});
-    }
-    if (cpus > 0 && n > kActorsPerCpu * cpus)
-      return std::to_string(n) + " actors on " + (h == "local" ? std::string("the orchestrator's machine") : "host '" + h + "'") +
-             ", which has " + std::to_string(cpus) + " CPUs (at most " + std::to_string(kActorsPerCpu) + " actors per CPU)";
-  }
+  for (const auto& [h, n] : per_host)
+    if (auto why = too_many_actors(h, n, host_cpus(h, agents_, host_cpus_)); !why.empty()) return why;
   return "";
 }
 

@@ -182,6 +182,12 @@ TEST(Orchestrator, UpScaleStatusLogsTopStopThroughTheCli) {
   auto nohost = orchard({"scale", "clirun", "actors@gpu-box=2"});
   EXPECT_EQ(nohost.first, 2);
   EXPECT_NE(nohost.second.find("has no host 'gpu-box'"), std::string::npos) << nohost.second;
+  // More actors than the machine should run: refused at once, with the limit.
+  const int too_many = 16 * static_cast<int>(std::thread::hardware_concurrency()) + 1;
+  auto big = orchard({"scale", "clirun", "actors=" + std::to_string(too_many)});
+  EXPECT_EQ(big.first, 2);
+  EXPECT_NE(big.second.find(std::to_string(too_many) + " actors on this machine"), std::string::npos) << big.second;
+  EXPECT_NE(big.second.find("(at most 16 actors per CPU)"), std::string::npos) << big.second;
   // Its only host emptied: refused, the run keeps its actors.
   auto none = orchard({"scale", "clirun", "actors@local=0"});
   EXPECT_EQ(none.first, 2);
