@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <regex>
 
 #include "orchard/core/error.h"
 
@@ -45,6 +46,22 @@ bool loopback_port_in_use(uint16_t port) {
   const bool in_use = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 && errno == EADDRINUSE;
   ::close(fd);
   return in_use;
+}
+
+bool parse_tcp_endpoint(const std::string& endpoint, std::string* host, uint16_t* port) {
+  static const std::regex kTcp("tcp://([^:/]+):([0-9]{1,5})");
+  std::smatch m;
+  if (!std::regex_match(endpoint, m, kTcp)) return false;
+  const int p = std::stoi(m[2]);
+  if (p < 1 || p > 65535) return false;
+  *host = m[1];
+  *port = static_cast<uint16_t>(p);
+  return true;
+}
+
+bool is_ipv4_literal(const std::string& host) {
+  in_addr a{};
+  return ::inet_pton(AF_INET, host.c_str(), &a) == 1;
 }
 
 std::string tcp_bind_problem(const std::string& host, uint16_t port) {

@@ -2,13 +2,11 @@
 //   orchard agent --listen tcp://10.0.0.2:7070 --token-file /etc/orchard/agent.token
 //                 [--state-dir /var/lib/orchard] [--curve-key-file agent.key] [--advertise 10.0.0.2]
 //   orchard agent --new-token FILE        writes a random token (mode 0600) and exits
-#include <arpa/inet.h>
 #include <sys/stat.h>
 
 #include <fstream>
 #include <iostream>
 #include <random>
-#include <regex>
 
 #include "cli.h"
 #include "orchard/core/error.h"
@@ -46,16 +44,7 @@ void add_agent(CLI::App& app, int* exit_code) {
   cmd->add_option("--orphan-after-s", o->orphan_after_s,
                   "Stop a run's processes once no orchestrator has driven the run here for this long (0: never)")
       ->capture_default_str()
-      ->check(CLI::Validator(
-          [](std::string& text) -> std::string {
-            double v = -1;
-            try {
-              v = std::stod(text);
-            } catch (const std::exception&) {
-            }
-            return v >= 0 && v <= 1e7 ? "" : "expected seconds in [0, 1e7], got '" + text + "'";  // nan too
-          },
-          "SECONDS"));
+      ->check(seconds_at_most(1e7));
   cmd->add_option("--clock-skew-ms", o->clock_skew_ms,
                   "Testing: act as if this host's clock were off by this many ms (deadlines still hold)")
       ->group("");  // hidden from --help
@@ -75,20 +64,17 @@ void add_agent(CLI::App& app, int* exit_code) {
       return;
     }
     {
-      static const std::regex kTcp("tcp://([^:/]+):([0-9]{1,5})");
-      std::smatch m;
-      if (!std::regex_match(o->listen, m, kTcp) || std::stoi(m[2]) < 1 || std::stoi(m[2]) > 65535)
+      std::string host;
+      uint16_t port = 0;
+      if (!core::parse_tcp_endpoint(o->listen, &host, &port))
         throw ConfigError("orchard agent: --listen: expected tcp://HOST:PORT with a port of 1-65535, got '" + o->listen +
                           "'");
-      if (const std::string host = m[1]; host != "*") {
-        in_addr a{};
-        if (::inet_pton(AF_INET, host.c_str(), &a) != 1)
-          throw ConfigError("orchard agent: --listen " + o->listen + ": '" + host +
-                            "' is not an IPv4 address (or *); ZeroMQ binds addresses, not host names");
-      }
+      if (host != "*" && !core::is_ipv4_literal(host))
+        throw ConfigError("orchard agent: --listen " + o->listen + ": '" + host +
+                          "' is not an IPv4 address (or *); ZeroMQ binds addresses, not host names");
       // An address this machine does not have, or a port in use: said before anything else.
       if (new_token->empty())
-        if (const auto why = core::tcp_bind_problem(m[1], static_cast<uint16_t>(std::stoi(m[2]))); !why.empty())
+        if (const auto why = core::tcp_bind_problem(host, port); !why.empty())
           throw ConfigError("orchard agent: --listen " + o->listen + ": " + why);
     }
     if (token_file->empty()) throw ConfigError("orchard agent: --token-file is required (orchard agent --new-token FILE makes one)");

@@ -2,8 +2,26 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
 
 namespace orchard::cli {
+
+// A number of seconds in [0, max]; unlike CLI::Range, refuses "nan" too.
+inline CLI::Validator seconds_at_most(double max) {
+  return CLI::Validator(
+      [max](std::string& text) -> std::string {
+        double v = -1;
+        try {
+          v = std::stod(text);
+        } catch (const std::exception&) {
+        }
+        char limit[32];
+        std::snprintf(limit, sizeof limit, "%g", max);
+        return v >= 0 && v <= max ? "" : "expected seconds in [0, " + std::string(limit) + "], got '" + text + "'";
+      },
+      "SECONDS");
+}
 
 // `orchard selfcheck`: an end-to-end check of the runtime (embedded Redis, ZeroMQ framing,
 // tensor codec, flow control, metrics) between two real processes.

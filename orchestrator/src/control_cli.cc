@@ -389,17 +389,7 @@ void add_control(CLI::App& app, int* exit_code) {
   auto* stop = app.add_subcommand("stop", "Stop a run: actors, then the learner (final checkpoint), then the shards");
   stop->add_option("run", a->run, "Run name")->required();
   stop->add_option("--redis", a->redis, "Redis URL of the run");
-  // Seconds in [0, 86400]; unlike CLI::Range, refuses "nan" too.
-  const CLI::Validator seconds(
-      [](std::string& text) -> std::string {
-        double v = -1;
-        try {
-          v = std::stod(text);
-        } catch (const std::exception&) {
-        }
-        return v >= 0 && v <= 86400 ? "" : "expected seconds in [0, 86400], got '" + text + "'";
-      },
-      "SECONDS");
+  const CLI::Validator seconds = seconds_at_most(86400);
   stop->add_option("--timeout", a->timeout, "Seconds to wait for the run to end")->check(seconds);
   stop->callback([a, exit_code] {
     std::optional<EndedRun> ended;

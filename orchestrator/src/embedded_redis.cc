@@ -23,6 +23,12 @@
 namespace orchard::orchestrator {
 namespace {
 
+// "exited with status 1", "was killed by signal 9": how redis-server ended (a wait status).
+std::string describe_exit(int status) {
+  return WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
+                           : "was killed by signal " + std::to_string(WTERMSIG(status));
+}
+
 constexpr int kStartAttempts = 5;
 constexpr auto kReadyTimeout = std::chrono::seconds(10);
 constexpr auto kStopTimeout = std::chrono::seconds(5);
@@ -178,8 +184,7 @@ std::string EmbeddedRedis::launch(bool& exited) {
     if (done == pid_) {
       pid_ = -1;
       exited = true;
-      std::string how = WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
-                                          : "was killed by signal " + std::to_string(WTERMSIG(status));
+      const std::string how = describe_exit(status);
       return "redis-server on port " + port + " " + how + " during startup";
     }
     if (log_contains_since(log_path_, log_offset, kReadyLine)) return "";
@@ -214,8 +219,7 @@ std::string EmbeddedRedis::reap_if_exited() {
   int status = 0;
   if (::waitpid(pid_, &status, WNOHANG) != pid_) return "";
   pid_ = -1;
-  return WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
-                           : "was killed by signal " + std::to_string(WTERMSIG(status));
+  return describe_exit(status);
 }
 
 std::string EmbeddedRedis::url() const { return url_for("127.0.0.1"); }

@@ -1184,10 +1184,11 @@ void add_run(CLI::App& app, int* exit_code) {
     for (const auto& [ep, at] : spec.multi_host() ? decltype(endpoints){} : endpoints) {
       if (!seen.emplace(ep, at).second)
         throw ConfigError(at + ": endpoint " + ep + " is used twice (also " + seen[ep] + ")");
-      std::smatch m;
-      if (!std::regex_match(ep, m, std::regex("tcp://([^:/]+):([0-9]+)"))) continue;
+      std::string host;
+      uint16_t port = 0;
+      if (!core::parse_tcp_endpoint(ep, &host, &port)) continue;
       // Probed by binding, not connecting: a connection would disturb whatever listens there.
-      const std::string problem = core::tcp_bind_problem(m[1], static_cast<uint16_t>(std::stoi(m[2])));
+      const std::string problem = core::tcp_bind_problem(host, port);
       if (!problem.empty())
         throw ConfigError(at + ": endpoint " + ep + ": " + problem + " (leave endpoints out to have free ports picked)");
     }

@@ -1,7 +1,5 @@
 #include "orchard/orchestrator/run_spec.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -35,13 +33,6 @@ std::string strings_yaml(const std::vector<std::string>& v) {
   std::string s = "[";
   for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::string("'") + v[i] + "'";
   return s + "]";
-}
-
-// ZeroMQ and redis-server bind IP addresses (ZeroMQ takes a name as a network interface's), so
-// an address something binds must be an IPv4 literal.
-bool ipv4_literal(const std::string& host) {
-  in_addr a{};
-  return ::inet_pton(AF_INET, host.c_str(), &a) == 1;
 }
 
 std::vector<int> cpu_list(const core::ConfigNode& n) {
@@ -314,12 +305,12 @@ void RunSpec::parse() {
     for (const auto& other : hosts)
       if (other.name == hs.name) throw ConfigError(h["name"].where() + ": host '" + hs.name + "' is defined twice");
     hs.agent = h.get_string("agent");
-    static const std::regex kAgent("tcp://([^:/]+):([0-9]{1,5})");
-    std::smatch m;
-    if (!std::regex_match(hs.agent, m, kAgent) || std::stoi(m[2]) < 1 || std::stoi(m[2]) > 65535)
+    std::string agent_host;
+    uint16_t agent_port = 0;
+    if (!core::parse_tcp_endpoint(hs.agent, &agent_host, &agent_port))
       throw ConfigError(h["agent"].where() + ": expected tcp://HOST:PORT with a port of 1-65535, got '" + hs.agent + "'");
-    hs.address = h.get_string("address", m[1]);
-    if (!ipv4_literal(hs.address))
+    hs.address = h.get_string("address", agent_host);
+    if (!core::is_ipv4_literal(hs.address))
       throw ConfigError((h["address"].defined() ? h["address"].where() : h["agent"].where()) + ": host '" + hs.name +
                         "' binds its shards and weights socket on '" + hs.address +
                         "', which is not an IPv4 address; give it as address: (e.g. address: 10.0.0.2)");
@@ -364,7 +355,7 @@ void RunSpec::parse() {
                       " hosts for replay.shards = " + std::to_string(r["replay"].get_int("shards", 1, 1, 1024)) +
                       " (one shard per listed host at least)");
   orchestrator_address = r.get_string("orchestrator_address", "");
-  if (!orchestrator_address.empty() && !ipv4_literal(orchestrator_address))
+  if (!orchestrator_address.empty() && !core::is_ipv4_literal(orchestrator_address))
     throw ConfigError(r["orchestrator_address"].where() + ": the run's Redis binds it, so it must be an IPv4 address, got '" +
                       orchestrator_address + "'");
   if (!hosts.empty() && orchestrator_address.empty())
@@ -400,14 +391,13 @@ void RunSpec::parse() {
   replay_endpoints = ep.get_string_list("replay", {});
   weights_endpoint = ep.get_string("weights", "");
   learner_sync_endpoint = ep.get_string("learner_sync", "");
-  // tcp://HOST:PORT with a port of 1-65535 (ZeroMQ would take 99999 and bind 99999 - 65536).
   auto check_tcp = [](const std::string& endpoint, const std::string& where) {
-    static const std::regex kTcp("tcp://([^:/]+):([0-9]{1,5})");
-    std::smatch m;
-    if (!std::regex_match(endpoint, m, kTcp) || std::stoi(m[2]) < 1 || std::stoi(m[2]) > 65535)
+    std::string host;
+    uint16_t port = 0;
+    if (!core::parse_tcp_endpoint(endpoint, &host, &port))
       throw ConfigError(where + ": expected tcp://HOST:PORT with a port of 1-65535, got '" + endpoint + "'");
-    if (!ipv4_literal(m[1]))
-      throw ConfigError(where + ": '" + std::string(m[1]) + "' is not an IPv4 address (the endpoint is bound, and ZeroMQ "
+    if (!core::is_ipv4_literal(host))
+      throw ConfigError(where + ": '" + host + "' is not an IPv4 address (the endpoint is bound, and ZeroMQ "
                         "binds addresses, not host names), in '" + endpoint + "'");
   };
   if (!learner_sync_endpoint.empty()) check_tcp(learner_sync_endpoint, ep["learner_sync"].where());

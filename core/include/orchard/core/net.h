@@ -16,6 +16,14 @@ uint16_t free_loopback_port();
 // which may be another program's.
 bool loopback_port_in_use(uint16_t port);
 
+// Splits "tcp://HOST:PORT" into host and port; false unless PORT is 1-65535 (ZeroMQ would take
+// 99999 and bind 99999 - 65536) and HOST is non-empty without ':' or '/'.
+bool parse_tcp_endpoint(const std::string& endpoint, std::string* host, uint16_t* port);
+
+// True for a dotted IPv4 address ("10.0.0.2"): what ZeroMQ and redis-server bind (ZeroMQ takes
+// a name as a network interface's, so a host name would not bind).
+bool is_ipv4_literal(const std::string& host);
+
 // Why a TCP socket could not listen on host:port here, or "" when it could: binds (with
 // SO_REUSEADDR, as ZeroMQ does) and closes at once, touching no other socket. `host` is an IP
 // address, a name, or "*" / "0.0.0.0" for all addresses. Answers name the cause: "port 5555 is
